@@ -1,0 +1,508 @@
+package fallback
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
+)
+
+// Connection states.
+const (
+	stateFree       uint8 = iota // slot unused
+	stateResolving               // waiting for a host name lookup
+	stateConnecting              // non-blocking connect in progress
+	stateBackoff                 // every address failed; waiting to retry
+	stateOpen                    // forwarding
+)
+
+// Back-off between connect rounds while the backend refuses or is missing:
+// short at first, so a backend that is just starting is reached quickly.
+const (
+	backoffMin = 10 * time.Millisecond
+	backoffMax = 250 * time.Millisecond
+)
+
+// shovelRounds bounds the chunks one direction moves before the loop
+// serves other connections: a fast bulk transfer must not starve the rest.
+const shovelRounds = 16
+
+// half is one direction of a connection: source socket → pipe → sink socket.
+//
+// Invariant: the source is read only when the pipe is empty, so a direction
+// never buffers more than one pipe.
+type half struct {
+	p       pipe
+	hasPipe bool
+	n       int  // bytes in the pipe
+	eof     bool // the source has ended
+	shut    bool // the sink's write side is shut down
+}
+
+// conn is one client connection and its backend. It lives in the loop's
+// slot table and is reused; gen tells its lives apart.
+type conn struct {
+	slot, gen uint32
+	state     uint8
+	queued    bool // in the loop's run queue
+
+	client, backend int // -1 when closed
+
+	// Edge-triggered readiness: set by events, cleared on EAGAIN.
+	clientR, clientW, backendR, backendW bool
+
+	up, down half // client → backend, backend → client
+
+	// Connect phase.
+	addrs    []unix.Sockaddr
+	next     int   // index of the next address to try
+	deadline int64 // loop clock; 0 means no deadline
+	backoff  time.Duration
+	lastErr  error
+
+	timerAt  int64
+	timerIdx int
+}
+
+// startConn takes an accepted, admitted client socket.
+func (l *loop) startConn(fd int) {
+	var c *conn
+	if n := len(l.free); n > 0 {
+		c = l.conns[l.free[n-1]]
+		l.free = l.free[:n-1]
+	} else {
+		c = &conn{slot: uint32(len(l.conns))}
+		l.conns = append(l.conns, c)
+	}
+	c.gen++
+	c.state = stateResolving
+	c.client, c.backend = fd, -1
+	c.clientR, c.clientW, c.backendR, c.backendW = false, false, false, false
+	c.up, c.down = half{}, half{}
+	c.addrs, c.next, c.lastErr, c.backoff = nil, 0, nil, backoffMin
+	c.timerIdx = -1
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, connEvents, int(c.slot<<1), c.gen); err != nil {
+		l.s.Log.Warnf("Failed to add connection socket: %v", err)
+		l.release(c)
+		return
+	}
+	if l.s.Log.Enabled(forward.LevelDebug) {
+		l.s.Log.Debugf("New connection from %s", peerName(fd))
+	}
+	switch t := l.s.ConnectTimeout; {
+	case t <= 0:
+		c.deadline = 0 // one attempt, bounded by the kernel
+	case t == forward.Never:
+		c.deadline = math.MaxInt64 // retry for ever
+	default:
+		c.deadline = l.now() + int64(t)
+	}
+	l.connectRound(c)
+}
+
+// connectRound starts a round of connect attempts: over the target's
+// addresses, resolved again for a host name.
+func (l *loop) connectRound(c *conn) {
+	c.next = 0
+	if l.static != nil {
+		c.addrs = l.static
+		l.tryConnect(c)
+		return
+	}
+	c.state = stateResolving
+	if c.deadline != 0 {
+		l.timer.set(c, c.deadline)
+	}
+	slot, gen, target := c.slot, c.gen, l.s.Target
+	timeout := l.s.ConnectTimeout
+	if timeout <= 0 || timeout == forward.Never {
+		timeout = 30 * time.Second
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		addrs, err := target.Resolve(ctx)
+		l.postResolved(resolveResult{slot: slot, gen: gen, addrs: addrs, err: err})
+	}()
+}
+
+func (l *loop) resolvedAddrs(c *conn, addrs []unix.Sockaddr, err error) {
+	l.timer.cancel(c)
+	if err != nil {
+		l.s.Log.Errorf("%v (client %s, target %s)", err, peerName(c.client), l.s.Target)
+		l.release(c)
+		return
+	}
+	c.addrs = addrs
+	l.tryConnect(c)
+}
+
+// tryConnect tries the remaining addresses in order until one is connected
+// or in progress; when all have failed it retries or gives up.
+func (l *loop) tryConnect(c *conn) {
+	for c.next < len(c.addrs) {
+		sa := c.addrs[c.next]
+		c.next++
+		fd, err := unix.Socket(family(sa), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			c.lastErr = err
+			continue
+		}
+		err = unix.Connect(fd, sa)
+		if err != nil && err != unix.EINPROGRESS {
+			unix.Close(fd)
+			c.lastErr = err
+			continue
+		}
+		if cerr := l.ctl(unix.EPOLL_CTL_ADD, fd, connEvents, int(c.slot<<1|1), c.gen); cerr != nil {
+			unix.Close(fd)
+			c.lastErr = cerr
+			continue
+		}
+		c.backend = fd
+		if err == nil { // Unix sockets connect at once
+			l.connected(c)
+			return
+		}
+		c.state = stateConnecting
+		l.armAttemptTimer(c)
+		return
+	}
+	l.retryOrFail(c)
+}
+
+// armAttemptTimer bounds one connect attempt. An address that drops SYNs
+// must not use up the whole deadline while others wait untried, so each
+// attempt but the last gets an equal share of what remains.
+func (l *loop) armAttemptTimer(c *conn) {
+	if c.deadline == 0 {
+		return
+	}
+	at := c.deadline
+	if left := len(c.addrs) - c.next; left > 0 {
+		now := l.now()
+		at = now + (c.deadline-now)/int64(left+1)
+	}
+	l.timer.set(c, at)
+}
+
+// retryOrFail runs after every address of a round failed: a backend that
+// refuses, is missing, or has a full backlog may be starting, so try again
+// after a back-off while the deadline allows.
+func (l *loop) retryOrFail(c *conn) {
+	if c.deadline != 0 && retryable(c.lastErr) {
+		now := l.now()
+		// The last try falls on the deadline itself, so the backend has
+		// the whole connect timeout to come up.
+		if at := min(now+int64(c.backoff), c.deadline); now < c.deadline {
+			c.state = stateBackoff
+			l.timer.set(c, at)
+			c.backoff = min(2*c.backoff, backoffMax)
+			return
+		}
+	}
+	l.failConnect(c)
+}
+
+// retryable errors are those of a backend that is not (yet) accepting.
+func retryable(err error) bool {
+	switch err {
+	case unix.ECONNREFUSED, unix.ENOENT, unix.EAGAIN, unix.ECONNRESET, unix.ETIMEDOUT,
+		unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMFILE, unix.ENFILE:
+		return true
+	}
+	return false
+}
+
+// connTimer handles a connection's timer: an attempt or the whole connect
+// phase ran out of time, or a back-off ended.
+func (l *loop) connTimer(c *conn) {
+	switch c.state {
+	case stateBackoff:
+		l.connectRound(c)
+	case stateResolving:
+		c.lastErr = unix.ETIMEDOUT
+		l.failConnect(c)
+	case stateConnecting:
+		// The answer may be in already, its event not yet read.
+		c.lastErr = unix.ETIMEDOUT
+		if soerr, err := unix.GetsockoptInt(c.backend, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
+			c.lastErr = unix.Errno(soerr)
+		}
+		l.closeBackend(c)
+		if l.now() < c.deadline {
+			l.tryConnect(c) // next address, or a retry
+			return
+		}
+		l.failConnect(c)
+	}
+}
+
+func (l *loop) closeBackend(c *conn) {
+	if c.backend >= 0 {
+		unix.Close(c.backend)
+		c.backend = -1
+	}
+	c.backendR, c.backendW = false, false
+}
+
+// finishConnect runs when a connecting backend socket reports writable or
+// an error.
+func (l *loop) finishConnect(c *conn) {
+	soerr, err := unix.GetsockoptInt(c.backend, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soerr != 0 {
+		err = unix.Errno(soerr)
+	}
+	if err != nil {
+		l.timer.cancel(c)
+		l.closeBackend(c)
+		c.lastErr = err
+		l.tryConnect(c)
+		return
+	}
+	l.connected(c)
+}
+
+func (l *loop) failConnect(c *conn) {
+	l.s.Log.Errorf("Failed to connect to remote host: %s (client %s, target %s)",
+		errnoText(c.lastErr), peerName(c.client), l.s.Target)
+	l.release(c)
+}
+
+// connected starts forwarding. Bytes the client sent while the backend was
+// connecting wait in its socket and go first.
+func (l *loop) connected(c *conn) {
+	l.timer.cancel(c)
+	c.state = stateOpen
+	c.addrs = nil
+	c.clientR, c.backendW = true, true
+	l.shovel(c)
+}
+
+// handleConnEvent records readiness from an epoll event and acts on it.
+func (l *loop) handleConnEvent(slot, gen uint32, side int, ev uint32) {
+	c := l.lookup(slot, gen)
+	if c == nil {
+		return // stale: the connection was released in this batch
+	}
+	readable := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	writable := ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if side == 0 {
+		c.clientR = c.clientR || readable
+		c.clientW = c.clientW || writable
+	} else {
+		c.backendR = c.backendR || readable
+		c.backendW = c.backendW || writable
+	}
+	switch c.state {
+	case stateOpen:
+		if ev&unix.EPOLLERR != 0 && l.socketFailed(c, side) {
+			return
+		}
+		l.shovel(c)
+	case stateConnecting:
+		if side == 1 && writable {
+			l.finishConnect(c)
+		} else if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.release(c) // the client gave up while we connected
+		}
+	default:
+		if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.release(c)
+		}
+	}
+}
+
+// socketFailed checks a socket that reported EPOLLERR. A reset is passed on
+// to the other side as a reset, even when no direction would touch the
+// failed socket soon.
+func (l *loop) socketFailed(c *conn, side int) bool {
+	fd := c.client
+	if side == 1 {
+		fd = c.backend
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil || soerr == 0 {
+		return false
+	}
+	l.abort(c, side, unix.Errno(soerr))
+	return true
+}
+
+// shovel moves bytes both ways until nothing more can move now, then
+// closes the connection when both directions have ended.
+func (l *loop) shovel(c *conn) {
+	upDone, err := l.pump(c, &c.up, c.client, c.backend, &c.clientR, &c.backendW)
+	if err != nil {
+		l.abort(c, err.side, err.errno)
+		return
+	}
+	downDone, err := l.pump(c, &c.down, c.backend, c.client, &c.backendR, &c.clientW)
+	if err != nil {
+		l.abort(c, 1-err.side, err.errno)
+		return
+	}
+	if c.up.shut && c.down.shut {
+		l.release(c)
+		return
+	}
+	if !(upDone && downDone) && !c.queued {
+		c.queued = true
+		l.runq = append(l.runq, c)
+	}
+}
+
+// pumpError says which socket of a direction failed: side 0 is the
+// direction's source, 1 its sink.
+type pumpError struct {
+	side  int
+	errno unix.Errno
+}
+
+// pump moves one direction: source → pipe → sink. It returns done=true
+// when it stopped because it must wait (EAGAIN or the end), false when it
+// used up its rounds with work left.
+func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (done bool, perr *pumpError) {
+	for round := 0; round < shovelRounds; round++ {
+		if h.n > 0 {
+			if !*dstReady {
+				return true, nil
+			}
+			n, err := unix.Splice(h.p.r, nil, dst, nil, h.n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			if err == unix.EAGAIN {
+				*dstReady = false
+				return true, nil
+			}
+			if err != nil {
+				return true, &pumpError{side: 1, errno: asErrno(err)}
+			}
+			h.n -= int(n)
+			if h.n > 0 {
+				continue
+			}
+			l.pipes.put(h.p)
+			h.hasPipe = false
+		}
+		if h.eof {
+			if !h.shut {
+				// Pending bytes are delivered; pass the half-close on.
+				_ = unix.Shutdown(dst, unix.SHUT_WR)
+				h.shut = true
+			}
+			return true, nil
+		}
+		if !*srcReady {
+			return true, nil
+		}
+		if !h.hasPipe {
+			p, err := l.pipes.get()
+			if err != nil {
+				l.s.Log.Warnf("Failed to allocate pipe buffer: %v", errnoText(err))
+				return true, &pumpError{side: 0, errno: asErrno(err)}
+			}
+			h.p, h.hasPipe = p, true
+		}
+		n, err := unix.Splice(src, nil, h.p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EAGAIN {
+			*srcReady = false
+			l.pipes.put(h.p)
+			h.hasPipe = false
+			return true, nil
+		}
+		if err != nil {
+			return true, &pumpError{side: 0, errno: asErrno(err)}
+		}
+		if n == 0 {
+			h.eof = true
+			l.pipes.put(h.p)
+			h.hasPipe = false
+			continue
+		}
+		h.n = int(n)
+	}
+	return false, nil
+}
+
+func asErrno(err error) unix.Errno {
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return unix.EIO
+}
+
+// abort ends a connection because the socket on side (0 client, 1 backend)
+// failed: the other side is reset, so a reset travels through the proxy as
+// it would without it.
+func (l *loop) abort(c *conn, side int, errno unix.Errno) {
+	if l.s.Log.Enabled(forward.LevelDebug) {
+		which := "client"
+		if side == 1 {
+			which = "backend"
+		}
+		l.s.Log.Debugf("Connection from %s: %s failed: %s; resetting the other side.", peerName(c.client), which, errnoString(errno))
+	}
+	if side == 0 {
+		resetOnClose(c.backend)
+	} else {
+		resetOnClose(c.client)
+	}
+	l.release(c)
+}
+
+// resetOnClose makes the coming close send RST instead of FIN.
+func resetOnClose(fd int) {
+	if fd >= 0 {
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+}
+
+// release closes the connection's sockets and pipes and frees its slot.
+func (l *loop) release(c *conn) {
+	l.timer.cancel(c)
+	for _, h := range [2]*half{&c.up, &c.down} {
+		if h.hasPipe {
+			if h.n == 0 {
+				l.pipes.put(h.p)
+			} else {
+				h.p.close() // bytes left in it: never reuse a dirty pipe
+			}
+			h.hasPipe = false
+		}
+	}
+	if c.client >= 0 {
+		unix.Close(c.client)
+		c.client = -1
+	}
+	l.closeBackend(c)
+	c.state = stateFree
+	c.addrs = nil
+	c.lastErr = nil
+	l.free = append(l.free, c.slot)
+	l.s.Tracker.Close()
+	l.resumeAccept()
+}
+
+func family(sa unix.Sockaddr) int {
+	switch sa.(type) {
+	case *unix.SockaddrInet4:
+		return unix.AF_INET
+	case *unix.SockaddrInet6:
+		return unix.AF_INET6
+	}
+	return unix.AF_UNIX
+}
+
+// peerName names a client in log lines.
+func peerName(fd int) string {
+	if fd < 0 {
+		return "(closed)"
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return "(unknown)"
+	}
+	return forward.FormatSockaddr(sa)
+}

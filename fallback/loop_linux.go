@@ -1,0 +1,363 @@
+package fallback
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
+)
+
+// Event tokens. An epoll event carries 64 bits of data, which x/sys splits
+// into Fd and Pad: Fd holds the token and Pad a connection's generation, so
+// an event for a connection that was released and reused in the same batch
+// is recognised as stale.
+const (
+	tokenWake     = -1 // the loop's eventfd
+	tokenListener = -2 // listener i is tokenListener - i
+)
+
+// connEvents is the interest of every connection socket: registered once,
+// edge-triggered; the loop keeps the readiness itself.
+const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// acceptPause is how long a loop stops accepting after running out of file
+// descriptors or memory, unless a connection closes first.
+const acceptPause = 100 * time.Millisecond
+
+// loop is one event loop: an epoll instance and the connections it
+// accepted. Everything but the fields marked otherwise is touched only by
+// the loop's own goroutine.
+type loop struct {
+	s      *forward.Server
+	epfd   int
+	wakefd int
+	epoch  time.Time
+
+	// static is this loop's copy of the target's fixed addresses: x/sys
+	// writes into a Sockaddr when it is used, so loops must not share them.
+	static []unix.Sockaddr
+
+	events []unix.EpollEvent
+	ctlEv  unix.EpollEvent // scratch for epoll_ctl, so it does not escape per call
+
+	conns []*conn  // slot table; slots are reused, generations tell them apart
+	free  []uint32 // free slots
+	runq  []*conn  // connections that used up their budget with work left
+	pipes pipePool
+	timer timerHeap
+
+	acceptPausedUntil int64 // loop clock; 0 when accepting
+	lastPauseLog      int64
+
+	// Written by other goroutines, under mu, followed by a wake.
+	mu       sync.Mutex
+	resolved []resolveResult
+	stopping atomic.Bool
+}
+
+// resolveResult is a host name lookup done off the loop for one connection.
+type resolveResult struct {
+	slot, gen uint32
+	addrs     []unix.Sockaddr
+	err       error
+}
+
+func newLoop(s *forward.Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
+		events: make([]unix.EpollEvent, 256), pipes: pipePool{max: 32},
+		static: cloneSockaddrs(s.Target.Static())}
+	l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, l.wakefd, unix.EPOLLIN, tokenWake, 0); err != nil {
+		l.close()
+		return nil, err
+	}
+	for i, ln := range s.Listeners {
+		// EPOLLEXCLUSIVE: one loop is woken per new client, not all; each
+		// woken loop accepts until EAGAIN, so no client is left behind.
+		if err := l.ctl(unix.EPOLL_CTL_ADD, ln.FD, unix.EPOLLIN|unix.EPOLLET|unix.EPOLLEXCLUSIVE, tokenListener-i, 0); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *loop) ctl(op, fd int, events uint32, token int, gen uint32) error {
+	l.ctlEv = unix.EpollEvent{Events: events, Fd: int32(token), Pad: int32(gen)}
+	if err := unix.EpollCtl(l.epfd, op, fd, &l.ctlEv); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// now is the loop clock in nanoseconds, monotonic.
+func (l *loop) now() int64 { return int64(time.Since(l.epoch)) }
+
+// stop asks the loop to return; safe from any goroutine.
+func (l *loop) stop() {
+	l.stopping.Store(true)
+	l.wake()
+}
+
+func (l *loop) wake() {
+	one := [8]byte{1}
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// run is the loop: wait, dispatch each event, run due timers and the
+// connections that still have work. It returns when stop is called, after
+// closing every connection.
+func (l *loop) run() error {
+	defer l.closeAll()
+	for !l.stopping.Load() {
+		n, err := unix.EpollWait(l.epfd, l.events, l.waitTimeout())
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			switch tok := int(ev.Fd); {
+			case tok == tokenWake:
+				l.handleWake()
+			case tok <= tokenListener:
+				l.acceptFrom(tokenListener - tok)
+			default:
+				l.handleConnEvent(uint32(tok)>>1, uint32(ev.Pad), tok&1, ev.Events)
+			}
+		}
+		l.runTimers()
+		l.runQueued()
+	}
+	return nil
+}
+
+// waitTimeout is how long epoll_wait may sleep: not at all while
+// connections have queued work, until the next timer otherwise, forever
+// when nothing is pending (an idle proxy uses no CPU).
+func (l *loop) waitTimeout() int {
+	if len(l.runq) > 0 {
+		return 0
+	}
+	next := l.timer.next()
+	if l.acceptPausedUntil != 0 && (next == 0 || l.acceptPausedUntil < next) {
+		next = l.acceptPausedUntil
+	}
+	if next == 0 {
+		return -1
+	}
+	d := next - l.now()
+	if d <= 0 {
+		return 0
+	}
+	// Round up, so a timer never fires early; cap, so a far deadline
+	// ("infinity") fits epoll_wait's int.
+	return int((min(d, int64(time.Hour)) + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+func (l *loop) handleWake() {
+	var buf [8]byte
+	_, _ = unix.Read(l.wakefd, buf[:])
+	l.mu.Lock()
+	results := l.resolved
+	l.resolved = nil
+	l.mu.Unlock()
+	for _, r := range results {
+		if c := l.lookup(r.slot, r.gen); c != nil && c.state == stateResolving {
+			l.resolvedAddrs(c, r.addrs, r.err)
+		}
+	}
+}
+
+// postResolved hands a lookup result to the loop; called by the resolver
+// goroutine.
+func (l *loop) postResolved(r resolveResult) {
+	l.mu.Lock()
+	l.resolved = append(l.resolved, r)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// lookup returns the connection in slot if it still has generation gen.
+func (l *loop) lookup(slot, gen uint32) *conn {
+	if int(slot) >= len(l.conns) {
+		return nil
+	}
+	c := l.conns[slot]
+	if c == nil || c.gen != gen || c.state == stateFree {
+		return nil
+	}
+	return c
+}
+
+// acceptFrom accepts every client waiting on listener i.
+func (l *loop) acceptFrom(i int) {
+	if l.acceptPausedUntil != 0 || l.stopping.Load() {
+		return // resumed by a timer or a closing connection
+	}
+	lfd := l.s.Listeners[i].FD
+	for {
+		fd, err := accept4(lfd)
+		switch {
+		case err == nil:
+		case err == unix.EAGAIN:
+			return
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM:
+			l.pauseAccept(err)
+			return
+		default:
+			l.s.Log.Warnf("Failed to accept connection, ignoring: %v", errnoText(err))
+			return
+		}
+		if !l.s.Tracker.TryOpen() {
+			l.s.Log.Warnf("Hit connection limit, refusing connection.")
+			unix.Close(fd)
+			continue
+		}
+		l.startConn(fd)
+	}
+}
+
+// pauseAccept stops accepting for acceptPause: accepting again at once
+// would fail again, and spin (v252 does, at 100% CPU).
+func (l *loop) pauseAccept(err error) {
+	now := l.now()
+	l.acceptPausedUntil = now + int64(acceptPause)
+	if l.lastPauseLog == 0 || now-l.lastPauseLog >= int64(time.Second) {
+		l.lastPauseLog = now
+		l.s.Log.Warnf("Failed to accept connection: %v; pausing accepts for %v or until a connection closes.", errnoText(err), acceptPause)
+	}
+}
+
+// resumeAccept accepts again after a pause. Listeners are edge-triggered,
+// so waiting clients raise no new event: look at each listener now.
+func (l *loop) resumeAccept() {
+	if l.acceptPausedUntil == 0 || l.stopping.Load() {
+		return
+	}
+	l.acceptPausedUntil = 0
+	for i := range l.s.Listeners {
+		l.acceptFrom(i)
+	}
+}
+
+// runTimers fires every connection timer that is due, and ends an accept
+// pause.
+func (l *loop) runTimers() {
+	now := l.now()
+	if l.acceptPausedUntil != 0 && now >= l.acceptPausedUntil {
+		l.resumeAccept()
+	}
+	for {
+		c := l.timer.popDue(now)
+		if c == nil {
+			return
+		}
+		l.connTimer(c)
+	}
+}
+
+// runQueued continues connections that stopped for fairness.
+func (l *loop) runQueued() {
+	q := l.runq
+	l.runq = l.runq[len(l.runq):] // keep capacity, appends go after q
+	for _, c := range q {
+		c.queued = false
+		if c.state == stateOpen {
+			l.shovel(c)
+		}
+	}
+	if len(l.runq) == 0 {
+		l.runq = q[:0]
+	} else {
+		l.runq = append(q[:0], l.runq...)
+	}
+}
+
+// closeAll closes every connection: the proxy is stopping.
+func (l *loop) closeAll() {
+	for _, c := range l.conns {
+		if c != nil && c.state != stateFree {
+			l.release(c)
+		}
+	}
+}
+
+func (l *loop) close() {
+	l.pipes.closeAll()
+	if l.wakefd >= 0 {
+		unix.Close(l.wakefd)
+		l.wakefd = -1
+	}
+	if l.epfd >= 0 {
+		unix.Close(l.epfd)
+		l.epfd = -1
+	}
+}
+
+// accept4 accepts without asking for the peer address, which would make
+// x/sys allocate a Sockaddr per connection.
+func accept4(lfd int) (int, error) {
+	fd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(fd), nil
+}
+
+// errnoText renders an error the way systemd's %m does ("Connection
+// refused"), keeping wrapped context.
+func errnoText(err error) string {
+	var errno unix.Errno
+	if errors.As(err, &errno) && error(errno) == err {
+		return errnoString(errno)
+	}
+	return err.Error()
+}
+
+// errnoString capitalises Go's errno text, which is glibc's in lower case.
+func errnoString(e unix.Errno) string {
+	s := e.Error()
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
+
+// cloneSockaddrs copies addresses so that each loop owns its own.
+func cloneSockaddrs(in []unix.Sockaddr) []unix.Sockaddr {
+	if in == nil {
+		return nil
+	}
+	out := make([]unix.Sockaddr, len(in))
+	for i, sa := range in {
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			out[i] = &unix.SockaddrInet4{Port: a.Port, Addr: a.Addr}
+		case *unix.SockaddrInet6:
+			out[i] = &unix.SockaddrInet6{Port: a.Port, ZoneId: a.ZoneId, Addr: a.Addr}
+		case *unix.SockaddrUnix:
+			out[i] = &unix.SockaddrUnix{Name: a.Name}
+		default:
+			out[i] = sa
+		}
+	}
+	return out
+}

@@ -1,0 +1,810 @@
+package proxytest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Run runs the engine-neutral behaviour suite against h: every engine, in
+// process or as a binary, must pass all of it. Each case is a subtest, so
+// `-run 'Behaviour/HalfClose'` selects one.
+func Run(t *testing.T, h Harness) {
+	cases := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"ForwardIPv4", testForwardIPv4},
+		{"ForwardIPv6", testForwardIPv6},
+		{"ForwardUnixPath", testForwardUnixPath},
+		{"ForwardAbstract", testForwardAbstract},
+		{"ForwardHostName", testForwardHostName},
+		{"MixedListeners", testMixedListeners},
+		{"ClientSpeaksBeforeBackendIsUp", testClientFirst},
+		{"BackendSpeaksFirst", testBackendFirst},
+		{"Bulk64MiBEachWay", testBulk},
+		{"ManyConcurrent", testManyConcurrent},
+		{"HalfCloseFromClient", testHalfCloseClient},
+		{"HalfCloseFromBackend", testHalfCloseBackend},
+		{"ResetFromClient", testResetFromClient},
+		{"ResetFromBackend", testResetFromBackend},
+		{"BackendNotListening", testBackendNotListening},
+		{"BackendStartsLate", testBackendStartsLate},
+		{"ConnectionLimit", testConnectionLimit},
+		{"IdleExitFromStart", testIdleExitFromStart},
+		{"IdleExitAfterLastConnection", testIdleExitAfterLast},
+		{"SlowReaderBoundedBuffering", testSlowReader},
+		{"NoFDLeak", testNoFDLeak},
+		{"StopClosesConnections", testStop},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
+	}
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+// listen opens a listener on network/addr and returns it with a dup of its
+// descriptor to hand to a proxy.
+func listen(t *testing.T, network, addr string) (net.Listener, *os.File) {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatalf("listen %s %s: %v", network, addr, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var f *os.File
+	switch l := l.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(true)
+		f, err = l.File()
+	}
+	if err != nil {
+		t.Fatalf("listener file: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return l, f
+}
+
+// frontend makes a TCP listener on 127.0.0.1 for the proxy.
+func frontend(t *testing.T) (string, *os.File) {
+	l, f := listen(t, "tcp4", "127.0.0.1:0")
+	return l.Addr().String(), f
+}
+
+// serve runs handler for every connection accepted on l until the test ends.
+func serve(t *testing.T, l net.Listener, handler func(net.Conn)) {
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handler(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+}
+
+// echo copies everything back and then half-closes.
+func echo(c net.Conn) {
+	_, _ = io.Copy(c, c)
+	closeWrite(c)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "@") {
+		network = "unix"
+	}
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// roundTrip sends msg through addr to an echo backend and checks the echo
+// and the end of stream after a half-close.
+func roundTrip(t *testing.T, addr string, msg []byte) {
+	t.Helper()
+	c := dial(t, addr)
+	go func() {
+		_, _ = c.Write(msg)
+		closeWrite(c)
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read through proxy %s: %v", addr, err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("echo through %s: got %d bytes, want %d (%q…)", addr, len(got), len(msg), trunc(got))
+	}
+}
+
+func trunc(b []byte) []byte {
+	if len(b) > 40 {
+		return b[:40]
+	}
+	return b
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+// Each of show, if given, is called for context on failure.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, show ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, s := range show {
+				t.Log(s())
+			}
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// expectClosedWithoutData checks that the proxy closes c without sending
+// anything (EOF or reset).
+func expectClosedWithoutData(t *testing.T, c net.Conn, within time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	if n > 0 {
+		t.Fatalf("got %q, want the connection closed", buf[:n])
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after %v, want it closed", within)
+	}
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// ---- forwarding ------------------------------------------------------------
+
+func testForwardIPv4(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	roundTrip(t, addr, []byte("hello over IPv4"))
+}
+
+func testForwardIPv6(t *testing.T, h Harness) {
+	bl, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	bl.Close()
+	bl, _ = listen(t, "tcp6", "[::1]:0")
+	serve(t, bl, echo)
+	fl, f := listen(t, "tcp6", "[::1]:0")
+	port := bl.Addr().(*net.TCPAddr).Port
+	// v252's form, split at the last colon; the bracketed form is tested
+	// in the target parser's unit tests.
+	h.Start(t, []*os.File{f}, fmt.Sprintf("::1:%d", port), Options{})
+	roundTrip(t, fl.Addr().String(), []byte("hello over IPv6"))
+}
+
+func testForwardUnixPath(t *testing.T, h Harness) {
+	path := filepath.Join(t.TempDir(), "backend.sock")
+	bl, _ := listen(t, "unix", path)
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, path, Options{})
+	roundTrip(t, addr, []byte("hello over a Unix path"))
+}
+
+func testForwardAbstract(t *testing.T, h Harness) {
+	name := fmt.Sprintf("@uring-socket-proxyd-test-%d-%d", os.Getpid(), rand.Uint32())
+	bl, _ := listen(t, "unix", name)
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, name, Options{})
+	roundTrip(t, addr, []byte("hello over an abstract socket"))
+}
+
+func testForwardHostName(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	// localhost may resolve to ::1 first, where nothing listens: the
+	// proxy must go on to the next address.
+	h.Start(t, []*os.File{f}, fmt.Sprintf("localhost:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
+	roundTrip(t, addr, []byte("hello by name"))
+}
+
+func testMixedListeners(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	l4, f4 := listen(t, "tcp4", "127.0.0.1:0")
+	path := filepath.Join(t.TempDir(), "front.sock")
+	lu, fu := listen(t, "unix", path)
+	abs := fmt.Sprintf("@uring-socket-proxyd-front-%d-%d", os.Getpid(), rand.Uint32())
+	la, fa := listen(t, "unix", abs)
+	files := []*os.File{f4, fu, fa}
+	addrs := []string{l4.Addr().String(), lu.Addr().String(), la.Addr().String()}
+	if l6, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		l6.Close()
+		l6, f6 := listen(t, "tcp6", "[::1]:0")
+		files = append(files, f6)
+		addrs = append(addrs, l6.Addr().String())
+	}
+	h.Start(t, files, bl.Addr().String(), Options{})
+	for i := 0; i < 3; i++ {
+		for _, a := range addrs {
+			roundTrip(t, a, []byte("via "+a))
+		}
+	}
+}
+
+func testClientFirst(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			_, _ = c.Write(append([]byte("got "), buf...))
+		}
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	if string(got) != "got hello" {
+		t.Fatalf("got %q, want %q", got, "got hello")
+	}
+}
+
+func testBackendFirst(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		_, _ = c.Write([]byte("220 greetings\r\n"))
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			_, _ = c.Write([]byte("221 bye\r\n"))
+		}
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	buf := make([]byte, 15)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "220 greetings\r\n" {
+		t.Fatalf("greeting: %q, %v", buf, err)
+	}
+	_, _ = c.Write([]byte("QUIT\r\n"))
+	got, _ := io.ReadAll(c)
+	if string(got) != "221 bye\r\n" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// testBulk streams 64 MiB each way at once and compares checksums.
+func testBulk(t *testing.T, h Harness) {
+	const size = 64 << 20
+	down := randomBytes(1<<20, 2)
+	type result struct {
+		sum [32]byte
+		n   int64
+		err error
+	}
+	backendGot := make(chan result, 1)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // backend → client
+			defer wg.Done()
+			for sent := 0; sent < size; sent += len(down) {
+				if _, err := c.Write(down); err != nil {
+					return
+				}
+			}
+			closeWrite(c)
+		}()
+		hs := sha256.New()
+		n, err := io.Copy(hs, c)
+		var r result
+		copy(r.sum[:], hs.Sum(nil))
+		r.n, r.err = n, err
+		backendGot <- r
+		wg.Wait()
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	up := randomBytes(1<<20, 1)
+	go func() {
+		for sent := 0; sent < size; sent += len(up) {
+			if _, err := c.Write(up); err != nil {
+				return
+			}
+		}
+		closeWrite(c)
+	}()
+	hs := sha256.New()
+	n, err := io.Copy(hs, c)
+	if err != nil || n != size {
+		t.Fatalf("client received %d bytes (%v), want %d", n, err, size)
+	}
+	want := sha256.New()
+	for i := 0; i < size/len(down); i++ {
+		want.Write(down)
+	}
+	if !bytes.Equal(hs.Sum(nil), want.Sum(nil)) {
+		t.Fatal("backend → client stream corrupted")
+	}
+	r := <-backendGot
+	want.Reset()
+	for i := 0; i < size/len(up); i++ {
+		want.Write(up)
+	}
+	if r.err != nil || r.n != size || !bytes.Equal(r.sum[:], want.Sum(nil)) {
+		t.Fatalf("client → backend: %d bytes (%v), checksum match %v", r.n, r.err, bytes.Equal(r.sum[:], want.Sum(nil)))
+	}
+}
+
+func testManyConcurrent(t *testing.T, h Harness) {
+	const conns = 300
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: conns})
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	start := make(chan struct{})
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			msg := randomBytes(32<<10+i, uint64(i)+100)
+			go func() { _, _ = c.Write(msg); closeWrite(c) }()
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, msg) {
+				errs <- fmt.Errorf("connection %d: %d of %d bytes back, %v", i, len(got), len(msg), err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// ---- half-close and reset ----------------------------------------------------
+
+func testHalfCloseClient(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		got, _ := io.ReadAll(c) // until the client's half-close arrives
+		_, _ = c.Write([]byte("reply to " + string(got)))
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	_, _ = c.Write([]byte("x"))
+	closeWrite(c)
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "reply to x" {
+		t.Fatalf("after half-close got %q, %v; want %q", got, err, "reply to x")
+	}
+}
+
+func testHalfCloseBackend(t *testing.T, h Harness) {
+	backendGot := make(chan string, 1)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		_, _ = c.Write([]byte("banner"))
+		closeWrite(c)
+		got, _ := io.ReadAll(c)
+		backendGot <- string(got)
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "banner" {
+		t.Fatalf("got %q, %v; want the banner then EOF", got, err)
+	}
+	// The other direction still flows after the backend's half-close.
+	_, err = c.Write([]byte("late data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeWrite(c)
+	select {
+	case s := <-backendGot:
+		if s != "late data" {
+			t.Fatalf("backend got %q, want %q", s, "late data")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("backend never got the client's data after its own half-close")
+	}
+}
+
+func testResetFromClient(t *testing.T, h Harness) {
+	backendErr := make(chan error, 1)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 1024)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				backendErr <- err
+				return
+			}
+		}
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr).(*net.TCPConn)
+	_, _ = c.Write([]byte("some data"))
+	time.Sleep(100 * time.Millisecond)
+	_ = c.SetLinger(0)
+	c.Close()
+	select {
+	case err := <-backendErr:
+		if !isReset(err) {
+			t.Fatalf("backend read ended with %v, want a connection reset", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("backend saw nothing after the client reset")
+	}
+}
+
+func testResetFromBackend(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		buf := make([]byte, 4)
+		_, _ = io.ReadFull(c, buf)
+		_ = c.(*net.TCPConn).SetLinger(0)
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	_, _ = c.Write([]byte("ping"))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadAll(c)
+	if !isReset(err) {
+		t.Fatalf("client read ended with %v, want a connection reset", err)
+	}
+}
+
+// ---- connecting ----------------------------------------------------------------
+
+// unusedAddr returns a loopback address where nothing listens.
+func unusedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func testBackendNotListening(t *testing.T, h Harness) {
+	target := unusedAddr(t)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: 300 * time.Millisecond})
+	c := dial(t, addr)
+	start := time.Now()
+	expectClosedWithoutData(t, c, 5*time.Second)
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Errorf("gave up after %v, before the 300ms connect timeout: no retries", el)
+	}
+	waitFor(t, 2*time.Second, "the failure in the log", func() bool {
+		return strings.Contains(p.Log(), "Failed to connect to remote host: Connection refused")
+	}, p.Log)
+	if !strings.Contains(p.Log(), target) {
+		t.Errorf("log does not name the target %s:\n%s", target, p.Log())
+	}
+	// The proxy goes on serving.
+	c2 := dial(t, addr)
+	expectClosedWithoutData(t, c2, 5*time.Second)
+}
+
+func testBackendStartsLate(t *testing.T, h Harness) {
+	target := unusedAddr(t)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: 5 * time.Second})
+	c := dial(t, addr)
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	bl, err := net.Listen("tcp4", target)
+	if err != nil {
+		t.Skipf("could not take the port back: %v", err)
+	}
+	serve(t, bl, echo)
+	closeWrite(c)
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "early" {
+		t.Fatalf("got %q, %v; want the early bytes echoed once the backend is up", got, err)
+	}
+}
+
+// ---- limits and lifetime -------------------------------------------------------
+
+func testConnectionLimit(t *testing.T, h Harness) {
+	var mu sync.Mutex
+	reached := 0
+	release := make(chan struct{})
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		mu.Lock()
+		reached++
+		mu.Unlock()
+		_, _ = c.Write([]byte("hi"))
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second):
+		}
+	})
+	defer close(release)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: 2})
+	for i := 0; i < 2; i++ {
+		c := dial(t, addr)
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("connection %d within the limit: %v", i, err)
+		}
+	}
+	over := dial(t, addr)
+	expectClosedWithoutData(t, over, 5*time.Second)
+	waitFor(t, 2*time.Second, "the refusal in the log", func() bool {
+		return strings.Contains(p.Log(), "Hit connection limit, refusing connection.")
+	}, p.Log)
+	mu.Lock()
+	if reached != 2 {
+		t.Errorf("%d connections reached the backend with --connections-max=2", reached)
+	}
+	mu.Unlock()
+}
+
+func testIdleExitFromStart(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	_, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ExitIdleTime: 300 * time.Millisecond})
+	select {
+	case <-p.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("proxy with no connection did not exit after --exit-idle-time=300ms")
+	}
+}
+
+func testIdleExitAfterLast(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ExitIdleTime: 400 * time.Millisecond})
+	c := dial(t, addr)
+	// While a connection is open the proxy stays, past the idle time.
+	for i := 0; i < 8; i++ {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.Write([]byte("."))
+		select {
+		case <-p.Exited():
+			t.Fatal("proxy exited while a connection was open")
+		default:
+		}
+	}
+	c.Close()
+	closed := time.Now()
+	select {
+	case <-p.Exited():
+		if el := time.Since(closed); el < 300*time.Millisecond {
+			t.Errorf("exited %v after the last connection closed, before the idle time", el)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("proxy did not exit after the last connection closed")
+	}
+}
+
+// testSlowReader checks that a client that does not read makes the proxy
+// buffer a bounded amount, not everything the backend sends.
+func testSlowReader(t *testing.T, h Harness) {
+	sent := make(chan int64, 1)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	done := make(chan struct{})
+	defer close(done)
+	serve(t, bl, func(c net.Conn) {
+		hello := make([]byte, 2)
+		if _, err := io.ReadFull(c, hello); err != nil {
+			return
+		}
+		chunk := make([]byte, 64<<10)
+		var n int64
+		for {
+			// Stalled for a second: everything on the path is full.
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			m, err := c.Write(chunk)
+			n += int64(m)
+			if err != nil || n > 1<<30 {
+				break
+			}
+		}
+		sent <- n
+		<-done // keep the connection until the client has read it all
+	})
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	_, _ = c.Write([]byte("go"))
+	var n int64
+	select {
+	case n = <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("backend never stalled")
+	}
+	// Socket buffers on loopback hold a few MiB each way; the proxy adds
+	// one pipe. Anything near the 1 GiB the backend would send is a leak.
+	if n > 64<<20 {
+		t.Fatalf("backend wrote %d MiB to a client that reads nothing: the proxy does not apply backpressure", n>>20)
+	}
+	// And everything is delivered once the client reads.
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.CopyN(io.Discard, c, n)
+	if err != nil || got != n {
+		t.Fatalf("client read %d of %d bytes: %v", got, n, err)
+	}
+}
+
+// testNoFDLeak runs a thousand connections of every kind and checks that
+// the proxy holds no more descriptors afterwards.
+func testNoFDLeak(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		buf := make([]byte, 1)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		switch buf[0] {
+		case 'e':
+			_, _ = c.Write(buf)
+			echo(c)
+		case 'r':
+			_ = c.(*net.TCPConn).SetLinger(0)
+		}
+	})
+	refused := unusedAddr(t)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: 64})
+	_ = refused
+	mix := func(n int) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				switch i % 4 {
+				case 0: // normal exchange with half-close
+					_, _ = c.Write([]byte("echo"))
+					closeWrite(c)
+					_, _ = io.ReadAll(c)
+				case 1: // backend resets
+					_, _ = c.Write([]byte("r"))
+					_, _ = io.ReadAll(c)
+				case 2: // client resets mid-stream
+					_, _ = c.Write([]byte("e"))
+					_ = c.(*net.TCPConn).SetLinger(0)
+				case 3: // client closes before sending anything
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	usage := func() int {
+		u, err := ReadUsage(p.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.FDs
+	}
+	mix(100)
+	var before int
+	waitFor(t, 5*time.Second, "the proxy to settle", func() bool {
+		b := usage()
+		time.Sleep(50 * time.Millisecond)
+		before = usage()
+		return b == before
+	})
+	mix(1000)
+	var after int
+	waitFor(t, 10*time.Second, fmt.Sprintf("fds to return to %d", before), func() bool {
+		after = usage()
+		return after <= before
+	})
+}
+
+// testStop checks an orderly stop: exit status 0 and every connection
+// closed.
+func testStop(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	_, _ = c.Write([]byte("a"))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.Stop(t); code != 0 {
+		t.Errorf("exit status %d after stop, want 0", code)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(buf); err == nil {
+		t.Error("connection still open after the proxy stopped")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("connection still open after the proxy stopped")
+	}
+}
