@@ -96,7 +96,8 @@ func listenFDCount() (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(fdsStr)
-	if err != nil || n < 0 {
+	if err != nil || n <= 0 {
+		// v252 reports LISTEN_FDS=0 as malformed too.
 		return 0, ErrReceiveSockets
 	}
 	for fd := 3; fd < 3+n; fd++ {

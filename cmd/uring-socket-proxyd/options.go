@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/cmd/internal/getopt"
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/cmd/internal/timespan"
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
+)
+
+// config is the parsed command line.
+type config struct {
+	target         string
+	connectionsMax uint32
+	exitIdleTime   time.Duration
+	connectTimeout time.Duration
+	engine         string
+	threads        int
+}
+
+// The options. Original marks those of systemd-socket-proxyd v252: an
+// abbreviation that named one of them there still does here, whatever
+// options were added since ("anything new is an addition").
+var (
+	optHelp           = getopt.Option{Long: "help", Short: 'h', Original: true}
+	optVersion        = getopt.Option{Long: "version", Original: true}
+	optConnectionsMax = getopt.Option{Long: "connections-max", Short: 'c', Arg: getopt.RequiredArgument, Original: true}
+	optExitIdleTime   = getopt.Option{Long: "exit-idle-time", Arg: getopt.RequiredArgument, Original: true}
+	optConnectTimeout = getopt.Option{Long: "connect-timeout", Arg: getopt.RequiredArgument}
+	optEngine         = getopt.Option{Long: "engine", Arg: getopt.RequiredArgument}
+	optThreads        = getopt.Option{Long: "threads", Arg: getopt.RequiredArgument}
+	options           = []getopt.Option{optHelp, optVersion, optConnectionsMax, optExitIdleTime, optConnectTimeout, optEngine, optThreads}
+)
+
+// Defaults.
+const (
+	defaultConnectionsMax = 256
+	defaultConnectTimeout = 5 * time.Second
+)
+
+// parseCommandLine parses argv as v252 does: options in order, the first
+// that ends the program wins. It returns done=true with an exit code when
+// the program must end (help, version, or an error, already printed).
+// getopt's own errors go to stderr bare, as glibc prints them; the
+// program's go through log, as v252's log_error does.
+func parseCommandLine(argv []string, stdout, stderr io.Writer, log *forward.Logger) (cfg config, done bool, code int) {
+	prog := "uring-socket-proxyd"
+	if len(argv) > 0 {
+		prog = argv[0] // glibc names the program as it was invoked
+	}
+	cfg = config{
+		connectionsMax: defaultConnectionsMax,
+		exitIdleTime:   forward.Never,
+		connectTimeout: defaultConnectTimeout,
+		engine:         "auto",
+		threads:        runtime.NumCPU(),
+	}
+	fail := func(format string, args ...any) (config, bool, int) {
+		log.Errorf(format, args...)
+		return cfg, true, 1
+	}
+	events, operands := getopt.Parse(prog, argv[1:], options)
+	for _, ev := range events {
+		if ev.Err != nil {
+			fmt.Fprintln(stderr, ev.Err)
+			return cfg, true, 1
+		}
+		switch ev.Option.Long {
+		case optHelp.Long:
+			printHelp(stdout, filepath.Base(prog))
+			return cfg, true, 0
+		case optVersion.Long:
+			printVersion(stdout)
+			return cfg, true, 0
+		case optConnectionsMax.Long:
+			n, err := parseUint32Auto(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --connections-max= argument: %s", ev.Value)
+			}
+			if n == 0 {
+				return fail("Connection limit is too low.")
+			}
+			cfg.connectionsMax = n
+		case optExitIdleTime.Long:
+			d, err := timespan.Parse(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --exit-idle-time= argument: %s", ev.Value)
+			}
+			cfg.exitIdleTime = d
+		case optConnectTimeout.Long:
+			d, err := timespan.Parse(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --connect-timeout= argument: %s", ev.Value)
+			}
+			cfg.connectTimeout = d
+		case optEngine.Long:
+			switch ev.Value {
+			case "auto", "io_uring", "epoll":
+				cfg.engine = ev.Value
+			default:
+				return fail("Failed to parse --engine= argument: %s (expected auto, io_uring or epoll)", ev.Value)
+			}
+		case optThreads.Long:
+			n, err := strconv.ParseUint(strings.TrimSpace(ev.Value), 10, 16)
+			if err != nil || n == 0 || n > 1024 {
+				return fail("Failed to parse --threads= argument: %s (expected 1 to 1024)", ev.Value)
+			}
+			cfg.threads = int(n)
+		}
+	}
+	switch {
+	case len(operands) < 1:
+		return fail("Not enough parameters.")
+	case len(operands) > 1:
+		return fail("Too many parameters.")
+	}
+	cfg.target = operands[0]
+	return cfg, false, 0
+}
+
+// parseUint32Auto parses like systemd's safe_atou32(): strtoul with an
+// automatic base (0x10 = 16, 010 = 8), leading white space allowed, no sign
+// but '+', the whole string used, and the value within 32 bits.
+func parseUint32Auto(s string) (uint32, error) {
+	t := strings.TrimLeft(s, " \t\n\r\v\f")
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("negative value %q", s)
+	}
+	t = strings.TrimPrefix(t, "+")
+	n, err := strconv.ParseUint(t, 0, 32)
+	if err != nil || strings.Contains(t, "_") || strings.HasPrefix(t, "0b") || strings.HasPrefix(t, "0B") || strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "0O") {
+		return 0, fmt.Errorf("invalid number %q", s)
+	}
+	return uint32(n), nil
+}
+
+func printHelp(w io.Writer, prog string) {
+	fmt.Fprintf(w, `%[1]s [HOST:PORT]
+%[1]s [SOCKET]
+
+Bidirectionally proxy local sockets to another (possibly remote) socket.
+
+  -c --connections-max=  Set the maximum number of connections to be accepted
+     --exit-idle-time=   Exit when without a connection for this duration. See
+                         the systemd.time(7) man page for time span format
+     --connect-timeout=  Keep retrying a refused or missing target for this
+                         long before giving up on a connection (default 5s;
+                         0 means a single attempt)
+     --engine=           io_uring, epoll, or auto (default: io_uring where the
+                         kernel allows it, epoll otherwise)
+     --threads=          Number of event loops (default: one per CPU)
+  -h --help              Show this help
+     --version           Show package version
+
+See the uring-socket-proxyd(8) man page for details.
+`, prog)
+}
