@@ -69,6 +69,7 @@ var cases = []struct {
 	{"IdleExitAfterLastConnection", testIdleExitAfterLast},
 	{"SlowReaderBoundedBuffering", testSlowReader},
 	{"NoFDLeak", testNoFDLeak},
+	{"IdleConnectionHoldsTwoFDs", testIdleFDs},
 	{"StopClosesConnections", testStop},
 }
 
@@ -746,11 +747,13 @@ func testNoFDLeak(t *testing.T, h Harness) {
 			_ = c.(*net.TCPConn).SetLinger(0)
 		}
 	})
-	refused := unusedAddr(t)
 	addr, f := frontend(t)
 	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: 64})
-	_ = refused
+	// A second proxy whose target refuses, with connect retries.
+	refusedAddr, rf := frontend(t)
+	p2 := h.Start(t, []*os.File{rf}, unusedAddr(t), Options{ConnectTimeout: 20 * time.Millisecond})
 	mix := func(n int) {
+		refusedClients(refusedAddr, n/10)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 32)
 		for i := 0; i < n; i++ {
@@ -787,7 +790,15 @@ func testNoFDLeak(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u.FDs
+		n := u.FDs
+		if p2.Pid() != p.Pid() {
+			u2, err := ReadUsage(p2.Pid())
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += u2.FDs
+		}
+		return n
 	}
 	mix(100)
 	var before int
@@ -803,6 +814,83 @@ func testNoFDLeak(t *testing.T, h Harness) {
 		after = usage()
 		return after <= before
 	})
+}
+
+// refusedClients makes n connections through a proxy whose target refuses
+// and waits until the proxy has closed each.
+func refusedClients(addr string, n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.ReadAll(c)
+		}()
+	}
+	wg.Wait()
+}
+
+// testIdleFDs holds idle connections that have moved bytes and checks that
+// each costs the proxy its two sockets and no pipe.
+func testIdleFDs(t *testing.T, h Harness) {
+	const n = 300
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			m, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := c.Write(buf[:m]); err != nil {
+				return
+			}
+		}
+	})
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: n + 10})
+	fds := func() int {
+		u, err := ReadUsage(p.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.FDs
+	}
+	roundTrip(t, addr, randomBytes(256<<10, 7)) // warm up the pipe pool
+	before := fds()
+	conns := make([]net.Conn, n)
+	msg := randomBytes(128<<10, 8)
+	for i := range conns {
+		conns[i] = dial(t, addr)
+		go func(c net.Conn) { _, _ = c.Write(msg) }(conns[i])
+	}
+	for _, c := range conns {
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("echo before going idle: %v", err)
+		}
+	}
+	// In process, the test's own client and backend sockets are counted too.
+	perConn := 2
+	if p.Pid() == os.Getpid() {
+		perConn = 4
+	}
+	// Pipes kept in the engines' pools are a constant, not per connection.
+	const poolSlack = 128
+	var after int
+	waitFor(t, 5*time.Second, "idle connections to hold no pipe", func() bool {
+		after = fds()
+		return after-before <= perConn*n+poolSlack
+	}, func() string {
+		return fmt.Sprintf("%d fds for %d idle connections: %.1f each, want %d", after-before, n, float64(after-before)/n, perConn)
+	})
+	t.Logf("%d idle connections: %.2f fds each (test's own sockets included: %d)", n, float64(after-before)/n, perConn)
 }
 
 // testStop checks an orderly stop: exit status 0 and every connection
