@@ -19,13 +19,6 @@ const (
 	stateOpen                    // forwarding
 )
 
-// Back-off between connect rounds while the backend refuses or is missing:
-// short at first, so a backend that is just starting is reached quickly.
-const (
-	backoffMin = 10 * time.Millisecond
-	backoffMax = 250 * time.Millisecond
-)
-
 // shovelRounds bounds the chunks one direction moves before the loop
 // serves other connections: a fast bulk transfer must not starve the rest.
 const shovelRounds = 16
@@ -82,7 +75,7 @@ func (l *loop) startConn(fd int) {
 	c.client, c.backend = fd, -1
 	c.clientR, c.clientW, c.backendR, c.backendW = false, false, false, false
 	c.up, c.down = half{}, half{}
-	c.addrs, c.next, c.lastErr, c.backoff = nil, 0, nil, backoffMin
+	c.addrs, c.next, c.lastErr, c.backoff = nil, 0, nil, forward.BackoffMin
 	c.timerIdx = -1
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, connEvents, int(c.slot<<1), c.gen); err != nil {
 		l.s.Log.Warnf("Failed to add connection socket: %v", err)
@@ -90,7 +83,7 @@ func (l *loop) startConn(fd int) {
 		return
 	}
 	if l.s.Log.Enabled(forward.LevelDebug) {
-		l.s.Log.Debugf("New connection from %s", peerName(fd))
+		l.s.Log.Debugf("New connection from %s", forward.PeerName(fd))
 	}
 	switch t := l.s.ConnectTimeout; {
 	case t <= 0:
@@ -132,7 +125,7 @@ func (l *loop) connectRound(c *conn) {
 func (l *loop) resolvedAddrs(c *conn, addrs []unix.Sockaddr, err error) {
 	l.timer.cancel(c)
 	if err != nil {
-		l.s.Log.Errorf("%v (client %s, target %s)", err, peerName(c.client), l.s.Target)
+		l.s.Log.Errorf("%v (client %s, target %s)", err, forward.PeerName(c.client), l.s.Target)
 		l.release(c)
 		return
 	}
@@ -146,7 +139,7 @@ func (l *loop) tryConnect(c *conn) {
 	for c.next < len(c.addrs) {
 		sa := c.addrs[c.next]
 		c.next++
-		fd, err := unix.Socket(family(sa), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(forward.SockaddrFamily(sa), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			c.lastErr = err
 			continue
@@ -193,28 +186,18 @@ func (l *loop) armAttemptTimer(c *conn) {
 // refuses, is missing, or has a full backlog may be starting, so try again
 // after a back-off while the deadline allows.
 func (l *loop) retryOrFail(c *conn) {
-	if c.deadline != 0 && retryable(c.lastErr) {
+	if c.deadline != 0 && forward.Retryable(c.lastErr) {
 		now := l.now()
 		// The last try falls on the deadline itself, so the backend has
 		// the whole connect timeout to come up.
 		if at := min(now+int64(c.backoff), c.deadline); now < c.deadline {
 			c.state = stateBackoff
 			l.timer.set(c, at)
-			c.backoff = min(2*c.backoff, backoffMax)
+			c.backoff = forward.NextBackoff(c.backoff)
 			return
 		}
 	}
 	l.failConnect(c)
-}
-
-// retryable errors are those of a backend that is not (yet) accepting.
-func retryable(err error) bool {
-	switch err {
-	case unix.ECONNREFUSED, unix.ENOENT, unix.EAGAIN, unix.ECONNRESET, unix.ETIMEDOUT,
-		unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMFILE, unix.ENFILE:
-		return true
-	}
-	return false
 }
 
 // connTimer handles a connection's timer: an attempt or the whole connect
@@ -268,7 +251,7 @@ func (l *loop) finishConnect(c *conn) {
 
 func (l *loop) failConnect(c *conn) {
 	l.s.Log.Errorf("Failed to connect to remote host: %s (client %s, target %s)",
-		errnoText(c.lastErr), peerName(c.client), l.s.Target)
+		forward.ErrnoText(c.lastErr), forward.PeerName(c.client), l.s.Target)
 	l.release(c)
 }
 
@@ -400,7 +383,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 		if !h.hasPipe {
 			p, err := l.pipes.get()
 			if err != nil {
-				l.s.Log.Warnf("Failed to allocate pipe buffer: %v", errnoText(err))
+				l.s.Log.Warnf("Failed to allocate pipe buffer: %v", forward.ErrnoText(err))
 				return true, &pumpError{side: 0, errno: asErrno(err)}
 			}
 			h.p, h.hasPipe = p, true
@@ -442,21 +425,14 @@ func (l *loop) abort(c *conn, side int, errno unix.Errno) {
 		if side == 1 {
 			which = "backend"
 		}
-		l.s.Log.Debugf("Connection from %s: %s failed: %s; resetting the other side.", peerName(c.client), which, errnoString(errno))
+		l.s.Log.Debugf("Connection from %s: %s failed: %s; resetting the other side.", forward.PeerName(c.client), which, forward.ErrnoString(errno))
 	}
 	if side == 0 {
-		resetOnClose(c.backend)
+		forward.ResetOnClose(c.backend)
 	} else {
-		resetOnClose(c.client)
+		forward.ResetOnClose(c.client)
 	}
 	l.release(c)
-}
-
-// resetOnClose makes the coming close send RST instead of FIN.
-func resetOnClose(fd int) {
-	if fd >= 0 {
-		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	}
 }
 
 // release closes the connection's sockets and pipes and frees its slot.
@@ -483,26 +459,4 @@ func (l *loop) release(c *conn) {
 	l.free = append(l.free, c.slot)
 	l.s.Tracker.Close()
 	l.resumeAccept()
-}
-
-func family(sa unix.Sockaddr) int {
-	switch sa.(type) {
-	case *unix.SockaddrInet4:
-		return unix.AF_INET
-	case *unix.SockaddrInet6:
-		return unix.AF_INET6
-	}
-	return unix.AF_UNIX
-}
-
-// peerName names a client in log lines.
-func peerName(fd int) string {
-	if fd < 0 {
-		return "(closed)"
-	}
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
-		return "(unknown)"
-	}
-	return forward.FormatSockaddr(sa)
 }

@@ -1,8 +1,7 @@
 package fallback
 
 import (
-	"errors"
-	"fmt"
+		"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +73,7 @@ func newLoop(s *forward.Server) (*loop, error) {
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
 		events: make([]unix.EpollEvent, 256), pipes: pipePool{max: 32},
-		static: cloneSockaddrs(s.Target.Static())}
+		static: forward.CloneSockaddrs(s.Target.Static())}
 	l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		l.close()
@@ -223,7 +222,7 @@ func (l *loop) acceptFrom(i int) {
 			l.pauseAccept(err)
 			return
 		default:
-			l.s.Log.Warnf("Failed to accept connection, ignoring: %v", errnoText(err))
+			l.s.Log.Warnf("Failed to accept connection, ignoring: %v", forward.ErrnoText(err))
 			return
 		}
 		if !l.s.Tracker.TryOpen() {
@@ -242,7 +241,7 @@ func (l *loop) pauseAccept(err error) {
 	l.acceptPausedUntil = now + int64(acceptPause)
 	if l.lastPauseLog == 0 || now-l.lastPauseLog >= int64(time.Second) {
 		l.lastPauseLog = now
-		l.s.Log.Warnf("Failed to accept connection: %v; pausing accepts for %v or until a connection closes.", errnoText(err), acceptPause)
+		l.s.Log.Warnf("Failed to accept connection: %v; pausing accepts for %v or until a connection closes.", forward.ErrnoText(err), acceptPause)
 	}
 }
 
@@ -320,44 +319,4 @@ func accept4(lfd int) (int, error) {
 		return -1, e
 	}
 	return int(fd), nil
-}
-
-// errnoText renders an error the way systemd's %m does ("Connection
-// refused"), keeping wrapped context.
-func errnoText(err error) string {
-	var errno unix.Errno
-	if errors.As(err, &errno) && error(errno) == err {
-		return errnoString(errno)
-	}
-	return err.Error()
-}
-
-// errnoString capitalises Go's errno text, which is glibc's in lower case.
-func errnoString(e unix.Errno) string {
-	s := e.Error()
-	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
-		s = string(s[0]-'a'+'A') + s[1:]
-	}
-	return s
-}
-
-// cloneSockaddrs copies addresses so that each loop owns its own.
-func cloneSockaddrs(in []unix.Sockaddr) []unix.Sockaddr {
-	if in == nil {
-		return nil
-	}
-	out := make([]unix.Sockaddr, len(in))
-	for i, sa := range in {
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			out[i] = &unix.SockaddrInet4{Port: a.Port, Addr: a.Addr}
-		case *unix.SockaddrInet6:
-			out[i] = &unix.SockaddrInet6{Port: a.Port, ZoneId: a.ZoneId, Addr: a.Addr}
-		case *unix.SockaddrUnix:
-			out[i] = &unix.SockaddrUnix{Name: a.Name}
-		default:
-			out[i] = sa
-		}
-	}
-	return out
 }

@@ -1,0 +1,107 @@
+package forward
+
+import (
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Back-off between connect rounds while the target refuses or is missing:
+// short at first, so a backend that is just starting is reached quickly,
+// and capped, so it is reached soon after it starts. Both engines use it.
+const (
+	BackoffMin = 10 * time.Millisecond
+	BackoffMax = 250 * time.Millisecond
+)
+
+// NextBackoff doubles a back-off up to BackoffMax.
+func NextBackoff(d time.Duration) time.Duration { return min(2*d, BackoffMax) }
+
+// Retryable reports whether a failed connect is worth trying again before
+// the connect deadline: the errors of a backend that is not (yet)
+// accepting, or of a moment without descriptors.
+func Retryable(err error) bool {
+	var errno unix.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case unix.ECONNREFUSED, unix.ENOENT, unix.EAGAIN, unix.ECONNRESET, unix.ETIMEDOUT,
+		unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EMFILE, unix.ENFILE:
+		return true
+	}
+	return false
+}
+
+// SockaddrFamily returns the address family of sa, for socket(2).
+func SockaddrFamily(sa unix.Sockaddr) int {
+	switch sa.(type) {
+	case *unix.SockaddrInet4:
+		return unix.AF_INET
+	case *unix.SockaddrInet6:
+		return unix.AF_INET6
+	}
+	return unix.AF_UNIX
+}
+
+// PeerName names the peer of a connected socket for log lines.
+func PeerName(fd int) string {
+	if fd < 0 {
+		return "(closed)"
+	}
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return "(unknown)"
+	}
+	return FormatSockaddr(sa)
+}
+
+// ErrnoText renders an error the way systemd's %m does ("Connection
+// refused"); other errors keep their own text.
+func ErrnoText(err error) string {
+	if errno, ok := err.(unix.Errno); ok {
+		return ErrnoString(errno)
+	}
+	return err.Error()
+}
+
+// ErrnoString is glibc's strerror text: Go's, which is the same in lower
+// case, capitalised.
+func ErrnoString(e unix.Errno) string {
+	s := e.Error()
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
+
+// CloneSockaddrs copies addresses: x/sys writes into a Sockaddr when it is
+// used, so event loops running at once must not share them.
+func CloneSockaddrs(in []unix.Sockaddr) []unix.Sockaddr {
+	if in == nil {
+		return nil
+	}
+	out := make([]unix.Sockaddr, len(in))
+	for i, sa := range in {
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			out[i] = &unix.SockaddrInet4{Port: a.Port, Addr: a.Addr}
+		case *unix.SockaddrInet6:
+			out[i] = &unix.SockaddrInet6{Port: a.Port, ZoneId: a.ZoneId, Addr: a.Addr}
+		case *unix.SockaddrUnix:
+			out[i] = &unix.SockaddrUnix{Name: a.Name}
+		default:
+			out[i] = sa
+		}
+	}
+	return out
+}
+
+// ResetOnClose makes the coming close of a TCP socket send RST instead of
+// FIN, so a reset travels through the proxy.
+func ResetOnClose(fd int) {
+	if fd >= 0 {
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+}
