@@ -31,9 +31,9 @@ vet: ## gofmt and go vet
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-unit: ## unit and end-to-end tests (the binary is started by socket activation), benchmarks run once
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
+unit: build ## unit and end-to-end tests (the binary is started by socket activation), benchmarks run once
+	URING_PROXY_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+	URING_PROXY_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...
 
 race: ## the race detector over the engine packages
 	$(GO) test -count=1 -race $(ENGINE_PKGS)
@@ -48,10 +48,10 @@ install: build ## install the binary to $(DESTDIR)$(BINDIR)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/uring-socket-proxyd
 
 bench: build ## side-by-side benchmark with systemd-socket-proxyd and a direct connection (< 10 min)
-	$(GO) run ./bench/cmd/proxybench -bin $(BIN) -json bench/results/latest.json -svg bench/results/latest.svg
+	$(GO) run ./bench/cmd/proxybench -bin $(BIN) -json bench/results/latest.json -svg bench/results/latest.svg -md bench/results/latest.md
 
 bench-quick: build ## a shorter benchmark (< 2 min)
-	$(GO) run ./bench/cmd/proxybench -bin $(BIN) -quick
+	$(GO) run ./bench/cmd/proxybench -quick -bin $(BIN) -json bench/results/quick.json -svg bench/results/quick.svg
 
 clean: ## remove build output
 	rm -rf bin

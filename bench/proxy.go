@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward/proxytest"
+	"golang.org/x/sys/unix"
+)
+
+// Proxy names a contender. A Proxy with an empty Path is the direct
+// connection: the client talks to the backend itself.
+type Proxy struct {
+	Name string
+	Path string
+	Args []string // before the target address
+}
+
+// Direct is the baseline without a proxy.
+const Direct = "direct"
+
+// Systemd is the name of the reference proxy in tables and targets.
+const Systemd = "systemd"
+
+// SystemdPath is where Debian installs systemd-socket-proxyd.
+const SystemdPath = "/lib/systemd/systemd-socket-proxyd"
+
+// ConnectionsMax is passed to every proxy: the default of 256 would stop
+// the idle workload.
+const ConnectionsMax = "--connections-max=1000000"
+
+// ParseProxy parses NAME=PATH[:ARG[:ARG…]] (or NAME=direct).
+func ParseProxy(s string) (Proxy, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" || rest == "" {
+		return Proxy{}, fmt.Errorf("proxy %q: want NAME=PATH[:ARGS]", s)
+	}
+	if rest == Direct {
+		return Proxy{Name: name}, nil
+	}
+	f := strings.Split(rest, ":")
+	return Proxy{Name: name, Path: f[0], Args: f[1:]}, nil
+}
+
+// String is the proxy's command line (or "direct").
+func (p Proxy) String() string {
+	if p.Path == "" {
+		return Direct
+	}
+	return strings.Join(append([]string{p.Path}, p.Args...), " ")
+}
+
+// Running is a proxy started for one measurement, in front of a backend.
+type Running struct {
+	Proxy Proxy
+	Addr  string // where clients connect
+	proc  *proxytest.Process
+}
+
+// Start starts p with a fresh listener on 127.0.0.1 passed by socket
+// activation, forwarding to backend, and waits until a connection makes a
+// round trip through it.
+func Start(p Proxy, backend string) (*Running, error) {
+	if p.Path == "" {
+		return &Running{Proxy: p, Addr: backend}, nil
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f, err := ln.(*net.TCPListener).File()
+	ln.Close() // the socket lives on in f, and then in the proxy
+	if err != nil {
+		return nil, err
+	}
+	proc, err := proxytest.Start(proxytest.Activated{
+		Path:      p.Path,
+		Args:      append(append([]string(nil), p.Args...), backend),
+		Listeners: []*os.File{f},
+	})
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	r := &Running{Proxy: p, Addr: ln.Addr().String(), proc: proc}
+	if err := r.probe(); err != nil {
+		r.proc.Stop()
+		return nil, fmt.Errorf("%s did not forward a probe: %w%s", p.Name, err, r.stderrNote())
+	}
+	return r, nil
+}
+
+// probe makes one echo round trip through the proxy.
+func (r *Running) probe() error {
+	deadline := time.Now().Add(10 * time.Second)
+	c, err := net.DialTimeout("tcp", r.Addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	msg := header{mode: modeEcho, size: 8}.marshal(nil)
+	msg = append(msg, "probe!!!"...)
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if string(got) != "probe!!!" {
+		return fmt.Errorf("probe echoed %q", got)
+	}
+	return nil
+}
+
+// Pid is the proxy's process id, 0 for direct.
+func (r *Running) Pid() int {
+	if r.proc == nil {
+		return 0
+	}
+	return r.proc.Pid()
+}
+
+// Stderr is what the proxy has logged so far.
+func (r *Running) Stderr() string {
+	if r.proc == nil {
+		return ""
+	}
+	return r.proc.Stderr()
+}
+
+func (r *Running) stderrNote() string {
+	s := strings.TrimSpace(r.Stderr())
+	if s == "" {
+		return ""
+	}
+	if len(s) > 2000 {
+		s = s[:2000] + "…"
+	}
+	return "; proxy stderr: " + s
+}
+
+// Alive reports an error if the proxy has exited.
+func (r *Running) Alive() error {
+	if r.proc == nil {
+		return nil
+	}
+	select {
+	case <-r.proc.Done():
+		code, err := r.proc.Wait(0)
+		return fmt.Errorf("%s exited during the measurement (code %d, %v)%s", r.Proxy.Name, code, err, r.stderrNote())
+	default:
+		return nil
+	}
+}
+
+// Stop stops the proxy; it reports an error if it had died before.
+func (r *Running) Stop() error {
+	if r.proc == nil {
+		return nil
+	}
+	err := r.Alive()
+	r.proc.Stop()
+	return err
+}
+
+// Pin sets the CPU affinity of every thread of the proxy to cpu. Threads
+// it creates later inherit it from their (pinned) creator.
+func (r *Running) Pin(cpu int) error {
+	if r.proc == nil {
+		return nil
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", r.Pid()))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pin %s thread %d to CPU %d: %w", r.Proxy.Name, tid, cpu, err)
+		}
+	}
+	return nil
+}
+
+// Usage is the proxy's resource use (zero for direct).
+type Usage struct {
+	proxytest.Usage
+	// SchedCPU is the sum of the live threads' on-CPU nanoseconds
+	// (/proc/PID/task/*/schedstat): finer than CPUTicks, but blind to
+	// threads that have exited.
+	SchedCPU time.Duration
+}
+
+// Usage reads the proxy's resource use from /proc.
+func (r *Running) Usage() (Usage, error) {
+	if r.proc == nil {
+		return Usage{}, nil
+	}
+	u, err := proxytest.ReadUsage(r.Pid())
+	if err != nil {
+		return Usage{}, err
+	}
+	return Usage{Usage: u, SchedCPU: schedCPU(r.Pid())}, nil
+}
+
+// tick is one USER_HZ clock tick, the unit of utime and stime.
+const tick = time.Second / 100
+
+// CPUSince is the CPU time used between snapshot b and u: the nanosecond
+// counters, unless the tick counters (which keep the time of exited
+// threads, such as io-wq workers) show clearly more.
+func (u Usage) CPUSince(b Usage) time.Duration {
+	fine := u.SchedCPU - b.SchedCPU
+	coarse := time.Duration(u.CPUTicks-b.CPUTicks) * tick
+	if coarse > fine+2*tick {
+		return coarse
+	}
+	return fine
+}
+
+func schedCPU(pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		f, _, _ := bytes.Cut(b, []byte(" "))
+		ns, _ := strconv.ParseInt(string(f), 10, 64)
+		sum += time.Duration(ns)
+	}
+	return sum
+}
+
+// Probe starts p once and makes a round trip through it. It returns "" if
+// that worked, else a one-line note saying why p cannot be measured.
+func Probe(p Proxy) string {
+	if p.Path != "" {
+		if _, err := os.Stat(p.Path); err != nil {
+			return fmt.Sprintf("%s not found (build it first)", p.Path)
+		}
+	}
+	be, err := NewBackend()
+	if err != nil {
+		return err.Error()
+	}
+	defer be.Close()
+	r, err := Start(p, be.Addr())
+	if err != nil {
+		return firstLine(err.Error())
+	}
+	if err := r.Stop(); err != nil {
+		return firstLine(err.Error())
+	}
+	return ""
+}
