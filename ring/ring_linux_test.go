@@ -1236,3 +1236,46 @@ func TestSingleIssuerOtherThread(t *testing.T) {
 	}
 	reapOne(t, r, 1) // the SQE is still queued, and the owner submits it
 }
+
+// TestRecvSelect: a single-shot recv takes its buffer from the group only
+// when data arrives, reports its ID, and fails with -ENOBUFS when the group
+// is empty.
+func TestRecvSelect(t *testing.T) {
+	const (
+		bgid    = 4
+		entries = 2
+		bufSize = 32
+	)
+	eachConfig(t, 8, func(t *testing.T, r *Ring) {
+		requireOps(t, r, OpRecv)
+		br, err := r.RegisterBufRing(bgid, entries)
+		if err != nil {
+			t.Skipf("no provided buffer rings: %v", err)
+		}
+		defer br.Close()
+		mem := pinned(t, entries*bufSize)
+		buf := func(bid uint16) []byte { return mem[int(bid)*bufSize:][:bufSize] }
+		a, b := tcpPair(t)
+		recv := func() CQE {
+			s := getSQE(t, r)
+			s.PrepRecvSelect(a, bgid, 0)
+			s.SetUserData(9)
+			submit(t, r)
+			write(t, b, []byte("hello"))
+			return reapOne(t, r, 9)
+		}
+		if c := recv(); c.Res() != -int32(unix.ENOBUFS) {
+			t.Fatalf("recv with an empty group: %+v, want -ENOBUFS", c)
+		}
+		br.Recycle(1, buf(1))
+		c := recv()
+		bid, ok := c.BufferID()
+		// The failed recv consumed nothing: the first "hello" is read now.
+		if c.Res() != 5 || !ok || bid != 1 || c.More() {
+			t.Fatalf("recv: %+v (buffer %d, %v), want 5 bytes in buffer 1, no More", c, bid, ok)
+		}
+		if got := string(buf(1)[:5]); got != "hello" {
+			t.Fatalf("buffer holds %q", got)
+		}
+	})
+}

@@ -156,6 +156,17 @@ func (s *SQE) PrepRecv(fd int, buf []byte, flags uint32) {
 	s.opFlags = flags
 }
 
+// PrepRecvSelect prepares one recv into a buffer the kernel takes from the
+// provided-buffer group bgid when data arrives, so a recv waiting on an
+// idle socket holds no buffer. The CQE carries the BufferID; -ENOBUFS
+// means the group was empty.
+func (s *SQE) PrepRecvSelect(fd int, bgid uint16, flags uint32) {
+	s.prep(OpRecv, fd, 0, 0, 0)
+	s.opFlags = flags
+	s.bufIndex = bgid
+	s.flags |= FlagBufferSelect
+}
+
 // PrepRecvMultishot prepares a recv that keeps receiving into buffers taken
 // from the provided-buffer group bgid (see RegisterBufRing). Each CQE carries
 // a BufferID and, while the request continues, More. It ends with a CQE
