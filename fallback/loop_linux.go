@@ -1,7 +1,7 @@
 package fallback
 
 import (
-		"fmt"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
