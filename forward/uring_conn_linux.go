@@ -1,0 +1,418 @@
+package forward
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/ring"
+)
+
+// acceptPause is how long a worker stops accepting after running out of
+// file descriptors or memory, unless a connection closes first.
+const acceptPause = 100 * time.Millisecond
+
+// Connection states.
+const (
+	ustateFree       uint8 = iota // slot unused
+	ustateResolving               // waiting for a host name lookup
+	ustateConnecting              // connect submitted
+	ustateBackoff                 // every address failed; waiting to retry
+	ustateOpen                    // forwarding
+)
+
+// udir is one direction of a connection: recv from the source into a
+// provided buffer, send that buffer to the sink, recv again.
+type udir struct {
+	bid      uint16 // buffer held while sending
+	hasBuf   bool
+	off, n   int  // sent and received bytes of the held buffer
+	eof      bool // the source has ended
+	shutting bool // shutdown of the sink submitted
+	shut     bool // the sink's write side is shut down
+}
+
+// uconn is one client connection and its backend. It lives in the worker's
+// slot table, is reused, and is told apart from earlier lives by gen.
+// Memory the kernel reads after submit (the connect address, the
+// timespecs) is in the struct, which stays put until the slot is freed,
+// and the slot is freed only when no request is in flight.
+type uconn struct {
+	slot, gen uint32
+	state     uint8
+	closing   bool
+	inflight  int // requests whose last completion is not reaped yet
+
+	client, backend int // -1 when closed
+	dirs            [2]udir
+
+	addrs     []unix.Sockaddr
+	next      int
+	deadline  int64 // worker clock; 0: one attempt; MaxInt64: for ever
+	backoff   time.Duration
+	lastErr   error
+	backoffOn bool
+
+	sa        ring.RawSockaddr
+	linkTS    ring.Timespec
+	backoffTS ring.Timespec
+}
+
+func (w *uworker) ud(op uint8, c *uconn) uint64 { return ring.PackUserData(op, c.gen, c.slot) }
+
+// startConn takes an accepted, admitted client socket.
+func (w *uworker) startConn(fd int) {
+	var c *uconn
+	if n := len(w.free); n > 0 {
+		c = w.conns[w.free[n-1]]
+		w.free = w.free[:n-1]
+	} else {
+		c = &uconn{slot: uint32(len(w.conns))}
+		w.conns = append(w.conns, c)
+	}
+	c.gen = (c.gen + 1) & ring.UserDataGenMask
+	c.state, c.closing, c.inflight = ustateResolving, false, 0
+	c.client, c.backend = fd, -1
+	c.dirs = [2]udir{}
+	c.addrs, c.next, c.lastErr, c.backoff, c.backoffOn = nil, 0, nil, BackoffMin, false
+	if w.s.Log.Enabled(LevelDebug) {
+		w.s.Log.Debugf("New connection from %s", PeerName(fd))
+	}
+	switch t := w.s.ConnectTimeout; {
+	case t <= 0:
+		c.deadline = 0
+	case t == Never:
+		c.deadline = math.MaxInt64
+	default:
+		c.deadline = w.now() + int64(t)
+	}
+	w.connectRound(c)
+}
+
+// connectRound tries the target's addresses, resolved again for a host name.
+func (w *uworker) connectRound(c *uconn) {
+	c.backoffOn = false
+	c.next = 0
+	if w.static != nil {
+		c.addrs = w.static
+		w.tryConnect(c)
+		return
+	}
+	c.state = ustateResolving
+	slot, gen, target := c.slot, c.gen, w.s.Target
+	timeout := 30 * time.Second
+	if d := c.deadline - w.now(); c.deadline != 0 && c.deadline != math.MaxInt64 {
+		timeout = time.Duration(max(d, int64(time.Millisecond)))
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		addrs, err := target.Resolve(ctx)
+		w.postResolved(resolveResult{slot: slot, gen: gen, addrs: addrs, err: err})
+	}()
+}
+
+func (w *uworker) resolvedAddrs(c *uconn, addrs []unix.Sockaddr, err error) {
+	if err != nil {
+		w.s.Log.Errorf("%v (client %s, target %s)", err, PeerName(c.client), w.s.Target)
+		w.release(c)
+		return
+	}
+	c.addrs = addrs
+	w.tryConnect(c)
+}
+
+// tryConnect submits a connect to the next address, with a linked timeout
+// when the connection has a deadline; when no address is left it retries
+// or gives up.
+func (w *uworker) tryConnect(c *uconn) {
+	for c.next < len(c.addrs) {
+		sa := c.addrs[c.next]
+		c.next++
+		fd, err := unix.Socket(SockaddrFamily(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			c.lastErr = err
+			continue
+		}
+		if err := c.sa.Set(sa); err != nil {
+			unix.Close(fd)
+			c.lastErr = err
+			continue
+		}
+		c.backend = fd
+		c.state = ustateConnecting
+		w.reserve(2)
+		s := w.sqe()
+		s.PrepConnect(fd, &c.sa)
+		s.SetUserData(w.ud(opConnect, c))
+		c.inflight++
+		if c.deadline != 0 {
+			// An address that drops SYNs must not use up the whole
+			// deadline while others wait untried: each attempt but the
+			// last gets an equal share of what remains.
+			now := w.now()
+			d := c.deadline - now
+			if left := len(c.addrs) - c.next; left > 0 {
+				d /= int64(left + 1)
+			}
+			c.linkTS = ring.NewTimespec(time.Duration(min(max(d, int64(time.Millisecond)), int64(24*time.Hour))))
+			s.SetFlags(ring.FlagIOLink)
+			t := w.sqe()
+			t.PrepLinkTimeout(&c.linkTS, 0)
+			t.SetUserData(w.ud(opLinkTimeout, c))
+			c.inflight++
+		}
+		return
+	}
+	w.retryOrFail(c)
+}
+
+func (w *uworker) handleConnect(c *uconn, res int32) {
+	if c.closing {
+		return
+	}
+	if res == 0 {
+		w.connected(c)
+		return
+	}
+	if res == -int32(unix.ECANCELED) {
+		c.lastErr = unix.ETIMEDOUT // the linked timeout fired
+	} else {
+		c.lastErr = unix.Errno(-res)
+	}
+	unix.Close(c.backend)
+	c.backend = -1
+	if c.deadline == 0 || w.now() < c.deadline {
+		w.tryConnect(c)
+		return
+	}
+	w.failConnect(c)
+}
+
+// retryOrFail runs after every address of a round failed: a target that
+// refuses, is missing or has a full backlog may be starting, so try again
+// after a back-off while the deadline allows; the last try falls on the
+// deadline itself.
+func (w *uworker) retryOrFail(c *uconn) {
+	now := w.now()
+	if c.deadline != 0 && Retryable(c.lastErr) && now < c.deadline {
+		wait := min(int64(c.backoff), c.deadline-now)
+		c.backoff = NextBackoff(c.backoff)
+		c.state = ustateBackoff
+		c.backoffTS = ring.NewTimespec(time.Duration(wait))
+		s := w.sqe()
+		s.PrepTimeout(&c.backoffTS, 0, 0)
+		s.SetUserData(w.ud(opBackoff, c))
+		c.inflight++
+		c.backoffOn = true
+		return
+	}
+	w.failConnect(c)
+}
+
+func (w *uworker) failConnect(c *uconn) {
+	w.s.Log.Errorf("Failed to connect to remote host: %s (client %s, target %s)",
+		ErrnoText(c.lastErr), PeerName(c.client), w.s.Target)
+	w.release(c)
+}
+
+// connected starts forwarding both ways. Bytes the client sent while the
+// backend was connecting wait in its socket and are the first recv.
+func (w *uworker) connected(c *uconn) {
+	c.state = ustateOpen
+	c.addrs = nil
+	w.armRecv(c, 0)
+	w.armRecv(c, 1)
+}
+
+// fds returns direction d's source and sink: 0 is client → backend.
+func (c *uconn) fds(d int) (src, dst int) {
+	if d == 0 {
+		return c.client, c.backend
+	}
+	return c.backend, c.client
+}
+
+func (w *uworker) armRecv(c *uconn, d int) {
+	src, _ := c.fds(d)
+	s := w.sqe()
+	s.PrepRecvSelect(src, uringBufGroup, 0)
+	s.SetUserData(w.ud(opRecv+uint8(d), c))
+	c.inflight++
+}
+
+func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
+	res := cqe.Res()
+	if bid, ok := cqe.BufferID(); ok {
+		if c.closing || res <= 0 {
+			w.recycle(bid)
+		} else {
+			dir := &c.dirs[d]
+			dir.bid, dir.hasBuf, dir.off, dir.n = bid, true, 0, int(res)
+			w.send(c, d)
+			return
+		}
+	}
+	if c.closing {
+		return
+	}
+	switch {
+	case res == 0:
+		c.dirs[d].eof = true
+		w.shutdownSink(c, d)
+	case res == -int32(unix.ENOBUFS):
+		// Every buffer is in flight: wait for one to come back.
+		w.starved = append(w.starved, dirRef{c, c.gen, d})
+	case res < 0:
+		w.abort(c, d, unix.Errno(-res)) // the source failed
+	}
+}
+
+func (w *uworker) send(c *uconn, d int) {
+	dir := &c.dirs[d]
+	_, dst := c.fds(d)
+	s := w.sqe()
+	s.PrepSend(dst, w.buf(dir.bid)[dir.off:dir.n], unix.MSG_NOSIGNAL)
+	s.SetUserData(w.ud(opSend+uint8(d), c))
+	c.inflight++
+}
+
+func (w *uworker) handleSend(c *uconn, d int, res int32) {
+	dir := &c.dirs[d]
+	if c.closing {
+		if dir.hasBuf {
+			w.recycle(dir.bid)
+			dir.hasBuf = false
+		}
+		return
+	}
+	if res <= 0 {
+		if res == 0 {
+			res = -int32(unix.EPIPE)
+		}
+		w.abort(c, 1-d, unix.Errno(-res)) // the sink failed
+		return
+	}
+	dir.off += int(res)
+	if dir.off < dir.n {
+		w.send(c, d) // a short send: the rest
+		return
+	}
+	w.recycle(dir.bid)
+	dir.hasBuf = false
+	w.armRecv(c, d)
+}
+
+// recycle gives a buffer back to the kernel and lets one starved direction
+// try again.
+func (w *uworker) recycle(bid uint16) {
+	w.bufs.Recycle(bid, w.buf(bid))
+	for len(w.starved) > 0 {
+		r := w.starved[0]
+		w.starved = w.starved[1:]
+		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
+			w.armRecv(r.c, r.d)
+			return
+		}
+	}
+}
+
+// shutdownSink passes a half-close on: the source ended and every byte it
+// sent is delivered.
+func (w *uworker) shutdownSink(c *uconn, d int) {
+	dir := &c.dirs[d]
+	if dir.shutting {
+		return
+	}
+	dir.shutting = true
+	_, dst := c.fds(d)
+	s := w.sqe()
+	s.PrepShutdown(dst, unix.SHUT_WR)
+	s.SetUserData(w.ud(opShutdown+uint8(d), c))
+	c.inflight++
+}
+
+func (w *uworker) handleShutdown(c *uconn, d int) {
+	c.dirs[d].shut = true
+	if c.dirs[0].shut && c.dirs[1].shut && !c.closing {
+		w.release(c)
+	}
+}
+
+// abort ends a connection whose socket on side (0 client, 1 backend)
+// failed: the other side is reset, so a reset travels through the proxy.
+func (w *uworker) abort(c *uconn, side int, errno unix.Errno) {
+	if w.s.Log.Enabled(LevelDebug) {
+		which := "client"
+		if side == 1 {
+			which = "backend"
+		}
+		w.s.Log.Debugf("Connection from %s: %s failed: %s; resetting the other side.", PeerName(c.client), which, ErrnoString(errno))
+	}
+	if side == 0 {
+		ResetOnClose(c.backend)
+	} else {
+		ResetOnClose(c.client)
+	}
+	w.release(c)
+}
+
+// release starts closing a connection: requests still in the kernel are
+// cancelled, and finish runs once the last of them has completed.
+func (w *uworker) release(c *uconn) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	if c.inflight == 0 {
+		w.finish(c)
+		return
+	}
+	for _, fd := range [2]int{c.client, c.backend} {
+		if fd >= 0 {
+			s := w.sqe()
+			s.PrepCancelFd(fd, ring.CancelAll)
+			s.SetUserData(w.ud(opCancel, c))
+			c.inflight++
+		}
+	}
+	if c.backoffOn {
+		s := w.sqe()
+		s.PrepCancel(w.ud(opBackoff, c), 0)
+		s.SetUserData(w.ud(opCancel, c))
+		c.inflight++
+	}
+}
+
+// finish closes the sockets, returns held buffers and frees the slot: no
+// request of this connection is in the kernel any more. It runs once per
+// life of a slot, however many paths reach it.
+func (w *uworker) finish(c *uconn) {
+	if c.state == ustateFree {
+		return
+	}
+	for d := range c.dirs {
+		if c.dirs[d].hasBuf {
+			w.recycle(c.dirs[d].bid)
+			c.dirs[d].hasBuf = false
+		}
+	}
+	for _, fd := range [2]int{c.client, c.backend} {
+		if fd >= 0 {
+			s := w.sqe()
+			s.PrepClose(fd)
+			s.SetFlags(ring.FlagCQESkipSuccess)
+			s.SetUserData(ring.PackUserData(opClose, 0, 0))
+		}
+	}
+	c.client, c.backend = -1, -1
+	c.state = ustateFree
+	c.addrs, c.lastErr = nil, nil
+	w.free = append(w.free, c.slot)
+	w.s.Tracker.Close()
+	if w.acceptPaused {
+		w.resumeAccept()
+	}
+}

@@ -1,0 +1,478 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/ring"
+)
+
+// UringEngine is the io_uring engine. Each worker owns a ring on a locked
+// OS thread (so the ring can be SINGLE_ISSUER with DEFER_TASKRUN): it keeps
+// a multishot accept armed on every listener, connects with a linked
+// timeout, and moves bytes with one recv per direction into a buffer the
+// kernel picks from a provided-buffer ring only when data arrives, then a
+// send of that buffer. An idle connection thus holds its two sockets and
+// two pending recvs, no buffer and no kernel thread; a direction never
+// buffers more than one buffer, which is the backpressure.
+//
+// Every completion is dispatched by one switch on the operation packed in
+// its user_data, next to a slot index and a generation that recognises
+// completions for a slot's previous occupant.
+type UringEngine struct{}
+
+// Name implements Engine.
+func (UringEngine) Name() string { return "io_uring" }
+
+// Sizes of a worker's rings. The CQ is large because multishot accept
+// ends when the CQ is full, and a burst of connections must not end it.
+const (
+	uringSQEntries = 1024
+	uringCQEntries = 16384
+	uringBufSize   = 64 << 10 // one recv's worth; also a direction's buffering
+	uringBufCount  = 1024     // per worker; memory is touched only when used
+	uringBufGroup  = 1
+	uringBatch     = 256 // CQEs handled per peek
+)
+
+// Operations, packed into user_data with ring.PackUserData.
+const (
+	opAccept      uint8 = iota + 1 // slot: listener index
+	opAcceptRetry                  // the accept pause is over
+	opWake                         // the worker's eventfd is readable
+	opConnect
+	opLinkTimeout
+	opBackoff
+	opRecv // +direction
+	_
+	opSend // +direction
+	_
+	opShutdown // +direction
+	_
+	opCancel
+	opClose // no connection: posted only on failure
+)
+
+// Serve implements Engine.
+func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
+	n := s.Threads
+	if n < 1 {
+		n = 1
+	}
+	workers := make([]*uworker, n)
+	started := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &uworker{s: s, wakefd: -1}
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // the ring belongs to this thread
+			defer runtime.UnlockOSThread()
+			if err := w.setup(); err != nil {
+				w.teardown()
+				started <- err
+				return
+			}
+			started <- nil
+			w.err = w.run()
+			w.teardown()
+		}()
+	}
+	var setupErr error
+	for range workers {
+		if err := <-started; err != nil && setupErr == nil {
+			setupErr = err
+		}
+	}
+	if setupErr == nil {
+		ready()
+		<-ctx.Done()
+	}
+	for _, w := range workers {
+		w.stop()
+	}
+	wg.Wait()
+	if setupErr != nil {
+		return fmt.Errorf("io_uring engine: %w", setupErr)
+	}
+	for _, w := range workers {
+		if w.err != nil {
+			return fmt.Errorf("io_uring engine: %w", w.err)
+		}
+	}
+	return nil
+}
+
+// uworker is one ring and the connections it accepted. Only its own
+// goroutine touches it, except the fields marked otherwise.
+type uworker struct {
+	s      *Server
+	r      *ring.Ring
+	bufs   *ring.BufRing
+	bufMem []byte
+	wakefd int
+	epoch  time.Time
+	static []unix.Sockaddr
+	err    error
+
+	conns   []*uconn
+	free    []uint32
+	starved []dirRef // directions whose recv found no buffer
+	cqes    []*ring.CQE
+
+	acceptPaused bool
+	acceptTS     ring.Timespec
+	lastPauseLog int64
+
+	mu       sync.Mutex // guards resolved
+	resolved []resolveResult
+	stopping atomic.Bool
+	wakeBuf  [8]byte
+}
+
+type dirRef struct {
+	c   *uconn
+	gen uint32
+	d   int
+}
+
+// resolveResult is a host name lookup done off the worker for one
+// connection.
+type resolveResult struct {
+	slot, gen uint32
+	addrs     []unix.Sockaddr
+	err       error
+}
+
+func (w *uworker) setup() error {
+	w.epoch = time.Now()
+	w.static = CloneSockaddrs(w.s.Target.Static())
+	w.cqes = make([]*ring.CQE, uringBatch)
+	r, err := ring.Setup(uringSQEntries, &ring.Options{
+		CQEntries: uringCQEntries,
+		Flags:     ring.SetupSingleIssuer | ring.SetupDeferTaskrun | ring.SetupSubmitAll,
+	})
+	if err != nil {
+		return err
+	}
+	w.r = r
+	// Nothing the engine submits should need io-wq; cap it so that a
+	// kernel that punts anyway cannot grow a thread per connection.
+	_, _, _ = r.RegisterIOWQMaxWorkers(4, 4)
+	if w.bufMem, err = ring.AllocPinned(uringBufSize * uringBufCount); err != nil {
+		return err
+	}
+	if w.bufs, err = r.RegisterBufRing(uringBufGroup, uringBufCount); err != nil {
+		return err
+	}
+	for bid := 0; bid < uringBufCount; bid++ {
+		w.bufs.Add(uint16(bid), w.buf(uint16(bid)), bid)
+	}
+	w.bufs.Advance(uringBufCount)
+	if w.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	w.armWake()
+	for i := range w.s.Listeners {
+		w.armAccept(i)
+	}
+	_, err = w.r.Submit()
+	return err
+}
+
+func (w *uworker) buf(bid uint16) []byte {
+	off := int(bid) * uringBufSize
+	return w.bufMem[off : off+uringBufSize : off+uringBufSize]
+}
+
+// now is the worker clock in nanoseconds, monotonic.
+func (w *uworker) now() int64 { return int64(time.Since(w.epoch)) }
+
+// stop asks the worker to return; safe from any goroutine.
+func (w *uworker) stop() {
+	w.stopping.Store(true)
+	w.wake()
+}
+
+func (w *uworker) wake() {
+	if w.wakefd >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(w.wakefd, one[:])
+	}
+}
+
+// sqe returns a free SQE, submitting what is queued when the SQ is full.
+func (w *uworker) sqe() *ring.SQE {
+	for {
+		if s := w.r.GetSQE(); s != nil {
+			return s
+		}
+		if _, err := w.r.Submit(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+			w.s.Log.Warnf("io_uring submit: %v", err)
+		}
+	}
+}
+
+// reserve makes room for n SQEs that must be queued back to back (a
+// linked pair).
+func (w *uworker) reserve(n uint32) {
+	if w.r.SQSpaceLeft() < n {
+		_, _ = w.r.Submit()
+	}
+}
+
+// run is the reaper loop: submit what is queued and wait for at least one
+// completion, then handle every completion there is. It never polls: an
+// idle worker sleeps in io_uring_enter.
+func (w *uworker) run() error {
+	for !w.stopping.Load() {
+		if _, err := w.r.SubmitAndWait(1); err != nil &&
+			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
+			return err
+		}
+		w.reap()
+	}
+	w.closeAll()
+	return nil
+}
+
+// reap handles every completion available now.
+func (w *uworker) reap() {
+	for {
+		n := w.r.PeekBatch(w.cqes)
+		if n == 0 {
+			return
+		}
+		for _, p := range w.cqes[:n] {
+			w.dispatch(*p)
+		}
+		w.r.Advance(n)
+	}
+}
+
+// dispatch calls the handler of one completion.
+func (w *uworker) dispatch(cqe ring.CQE) {
+	op, gen, slot := ring.UnpackUserData(cqe.UserData())
+	switch op {
+	case opAccept:
+		w.handleAccept(int(slot), cqe)
+		return
+	case opAcceptRetry:
+		if w.acceptPaused {
+			w.resumeAccept()
+		}
+		return
+	case opWake:
+		w.handleWake()
+		return
+	case opClose:
+		if cqe.Res() < 0 {
+			w.s.Log.Debugf("close: %v", unix.Errno(-cqe.Res()))
+		}
+		return
+	}
+	if int(slot) >= len(w.conns) {
+		return
+	}
+	c := w.conns[slot]
+	if c == nil || c.gen != gen&ring.UserDataGenMask {
+		return
+	}
+	if !cqe.More() {
+		c.inflight--
+	}
+	switch op {
+	case opConnect:
+		w.handleConnect(c, cqe.Res())
+	case opBackoff:
+		if !c.closing {
+			w.connectRound(c)
+		}
+	case opRecv, opRecv + 1:
+		w.handleRecv(c, int(op-opRecv), cqe)
+	case opSend, opSend + 1:
+		w.handleSend(c, int(op-opSend), cqe.Res())
+	case opShutdown, opShutdown + 1:
+		w.handleShutdown(c, int(op-opShutdown))
+	case opLinkTimeout, opCancel:
+	}
+	if c.closing && c.inflight == 0 {
+		w.finish(c)
+	}
+}
+
+func (w *uworker) armAccept(i int) {
+	s := w.sqe()
+	s.PrepMultishotAccept(w.s.Listeners[i].FD, unix.SOCK_CLOEXEC)
+	s.SetUserData(ring.PackUserData(opAccept, 0, uint32(i)))
+}
+
+func (w *uworker) handleAccept(i int, cqe ring.CQE) {
+	res := cqe.Res()
+	if !cqe.More() && !w.stopping.Load() {
+		// The kernel ended the multishot accept (an error, or a full CQ).
+		switch -res {
+		case int32(unix.EMFILE), int32(unix.ENFILE), int32(unix.ENOBUFS), int32(unix.ENOMEM):
+			w.pauseAccept(unix.Errno(-res))
+		default:
+			if !w.acceptPaused {
+				w.armAccept(i)
+			}
+		}
+	}
+	if res < 0 {
+		switch unix.Errno(-res) {
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.ECANCELED:
+		default:
+			w.s.Log.Warnf("Failed to accept connection, ignoring: %s", ErrnoString(unix.Errno(-res)))
+		}
+		return
+	}
+	fd := int(res)
+	if w.stopping.Load() {
+		unix.Close(fd)
+		return
+	}
+	if !w.s.Tracker.TryOpen() {
+		w.s.Log.Warnf("Hit connection limit, refusing connection.")
+		unix.Close(fd)
+		return
+	}
+	w.startConn(fd)
+}
+
+// pauseAccept stops accepting for a moment after running out of file
+// descriptors or memory: re-arming at once would fail again, and spin.
+func (w *uworker) pauseAccept(err unix.Errno) {
+	if w.acceptPaused {
+		return
+	}
+	w.acceptPaused = true
+	now := w.now()
+	if w.lastPauseLog == 0 || now-w.lastPauseLog >= int64(time.Second) {
+		w.lastPauseLog = now
+		w.s.Log.Warnf("Failed to accept connection: %s; pausing accepts for %v or until a connection closes.", ErrnoString(err), acceptPause)
+	}
+	w.acceptTS = ring.NewTimespec(acceptPause)
+	s := w.sqe()
+	s.PrepTimeout(&w.acceptTS, 0, 0)
+	s.SetUserData(ring.PackUserData(opAcceptRetry, 0, 0))
+}
+
+func (w *uworker) resumeAccept() {
+	if !w.acceptPaused || w.stopping.Load() {
+		return
+	}
+	w.acceptPaused = false
+	for i := range w.s.Listeners {
+		w.armAccept(i)
+	}
+}
+
+// armWake waits for the eventfd that other goroutines write to reach the
+// worker: stop, and host name lookups.
+func (w *uworker) armWake() {
+	s := w.sqe()
+	s.PrepPollAdd(w.wakefd, unix.POLLIN)
+	s.SetUserData(ring.PackUserData(opWake, 0, 0))
+}
+
+func (w *uworker) handleWake() {
+	_, _ = unix.Read(w.wakefd, w.wakeBuf[:])
+	if w.stopping.Load() {
+		return
+	}
+	w.armWake()
+	w.mu.Lock()
+	results := w.resolved
+	w.resolved = nil
+	w.mu.Unlock()
+	for _, r := range results {
+		if int(r.slot) < len(w.conns) {
+			if c := w.conns[r.slot]; c != nil && c.gen == r.gen && c.state == ustateResolving && !c.closing {
+				w.resolvedAddrs(c, r.addrs, r.err)
+			}
+		}
+	}
+}
+
+func (w *uworker) postResolved(r resolveResult) {
+	w.mu.Lock()
+	w.resolved = append(w.resolved, r)
+	w.mu.Unlock()
+	w.wake()
+}
+
+// closeAll ends every connection because the proxy stops: both sockets are
+// shut down at once (the peers see the end now), then the worker reaps
+// until the kernel has let go of every request, so no memory it may still
+// touch is freed under it.
+func (w *uworker) closeAll() {
+	for _, c := range w.conns {
+		if c != nil && c.state != ustateFree && !c.closing {
+			for _, fd := range [2]int{c.client, c.backend} {
+				if fd >= 0 {
+					_ = unix.Shutdown(fd, unix.SHUT_RDWR)
+				}
+			}
+			w.release(c)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for w.busy() && time.Now().Before(deadline) {
+		if _, err := w.r.SubmitAndWaitTimeout(1, 50*time.Millisecond); err != nil &&
+			!errors.Is(err, unix.ETIME) && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		w.reap()
+	}
+}
+
+// busy reports whether any connection still has requests in the kernel.
+func (w *uworker) busy() bool {
+	for _, c := range w.conns {
+		if c != nil && c.state != ustateFree {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *uworker) teardown() {
+	if w.r != nil {
+		_, _ = w.r.Submit()
+		w.r.Close() // cancels what is left: accepts, the wake poll
+		w.r = nil
+	}
+	for _, c := range w.conns {
+		if c != nil && c.state != ustateFree {
+			// Only after a failed drain: close what the kernel gave back.
+			for _, fd := range [2]int{c.client, c.backend} {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+			}
+			c.state = ustateFree
+			w.s.Tracker.Close()
+		}
+	}
+	if w.wakefd >= 0 {
+		unix.Close(w.wakefd)
+		w.wakefd = -1
+	}
+	// The buffer memory is not unmapped while requests could still use
+	// it: only after a clean drain.
+	if w.bufMem != nil && !w.busy() {
+		_ = ring.FreePinned(w.bufMem)
+		w.bufMem = nil
+	}
+}
