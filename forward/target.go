@@ -47,11 +47,11 @@ func ParseTarget(spec string) (*Target, error) {
 	case spec == "":
 		return nil, errors.New("target is empty")
 	case spec[0] == '/' || spec[0] == '@':
-		limit := maxUnixPath - 1
-		if spec[0] == '@' {
-			limit = maxUnixPath
-		}
-		if len(spec) > limit {
+		// A path needs its NUL in sun_path. An abstract name could fill all
+		// 108 bytes, but golang.org/x/sys/unix builds addresses of at most
+		// 107, so a 108-byte name is refused here rather than failing
+		// every connection.
+		if limit := maxUnixPath - 1; len(spec) > limit {
 			return nil, fmt.Errorf("Unix socket path %q is %d bytes long, longer than the %d that fit in sun_path", spec, len(spec), limit)
 		}
 		if spec == "@" {
@@ -192,7 +192,9 @@ func FormatSockaddr(sa unix.Sockaddr) string {
 	case *unix.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
 	case *unix.SockaddrUnix:
-		if a.Name == "" {
+		// x/sys reports an unbound peer (an address of the family alone)
+		// as "@", which would read as an abstract name.
+		if a.Name == "" || a.Name == "@" {
 			return "unix:(unnamed)"
 		}
 		return "unix:" + a.Name
