@@ -134,6 +134,11 @@ func (w *uworker) tryConnect(c *uconn) {
 		fd, err := unix.Socket(SockaddrFamily(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			c.lastErr = err
+			if err == unix.EMFILE || err == unix.ENFILE {
+				// Clients hold the descriptors their backends need:
+				// accept no more until some are free.
+				w.pauseAccept(err.(unix.Errno))
+			}
 			continue
 		}
 		if err := c.sa.Set(sa); err != nil {
@@ -414,5 +419,7 @@ func (w *uworker) finish(c *uconn) {
 	w.s.Tracker.Close()
 	if w.acceptPaused {
 		w.resumeAccept()
+	} else if w.careful {
+		w.checkDescriptors()
 	}
 }

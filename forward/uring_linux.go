@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -129,7 +131,10 @@ type uworker struct {
 	starved []dirRef // directions whose recv found no buffer
 	cqes    []*ring.CQE
 
+	acceptArmed  []bool // per listener: an accept is in the kernel
 	acceptPaused bool
+	careful      bool  // near the descriptor limit: single accepts
+	fdCap        int64 // connections the descriptor limit leaves room for
 	acceptTS     ring.Timespec
 	lastPauseLog int64
 
@@ -155,6 +160,7 @@ type resolveResult struct {
 
 func (w *uworker) setup() error {
 	w.epoch = time.Now()
+	w.fdCap = fdCapacity(2)
 	w.static = CloneSockaddrs(w.s.Target.Static())
 	w.cqes = make([]*ring.CQE, uringBatch)
 	r, err := ring.Setup(uringSQEntries, &ring.Options{
@@ -182,8 +188,10 @@ func (w *uworker) setup() error {
 		return fmt.Errorf("eventfd: %w", err)
 	}
 	w.armWake()
+	w.acceptArmed = make([]bool, len(w.s.Listeners))
+	w.careful = w.fdCap <= careMargin
 	for i := range w.s.Listeners {
-		w.armAccept(i)
+		w.ensureAccept(i)
 	}
 	_, err = w.r.Submit()
 	return err
@@ -274,6 +282,10 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	case opWake:
 		w.handleWake()
 		return
+	case opCancel:
+		if gen == 0 { // a worker's own cancel (of accepts), not a connection's
+			return
+		}
 	case opClose:
 		if cqe.Res() < 0 {
 			w.s.Log.Debugf("close: %v", unix.Errno(-cqe.Res()))
@@ -310,34 +322,65 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	}
 }
 
-func (w *uworker) armAccept(i int) {
+// careMargin is how close to the descriptor limit a worker stops using
+// multishot accept: the kernel accepts a whole burst at once, and clients
+// accepted beyond the limit would find no descriptor for their backends.
+// Near the limit one accept per listener is in flight, re-armed after each
+// connection has its backend socket, so the two alternate.
+const careMargin = 64
+
+// ensureAccept arms an accept on listener i unless one is armed, accepting
+// is paused, or the worker stops: multishot normally, single near the
+// descriptor limit.
+func (w *uworker) ensureAccept(i int) {
+	if w.acceptArmed[i] || w.acceptPaused || w.stopping.Load() {
+		return
+	}
+	w.acceptArmed[i] = true
 	s := w.sqe()
-	s.PrepMultishotAccept(w.s.Listeners[i].FD, unix.SOCK_CLOEXEC)
+	if w.careful {
+		s.PrepAccept(w.s.Listeners[i].FD, nil, unix.SOCK_CLOEXEC)
+	} else {
+		s.PrepMultishotAccept(w.s.Listeners[i].FD, unix.SOCK_CLOEXEC)
+	}
 	s.SetUserData(ring.PackUserData(opAccept, 0, uint32(i)))
+}
+
+// cancelAccepts ends the armed accepts; each final completion re-arms as
+// the worker's mode then says.
+func (w *uworker) cancelAccepts() {
+	for i := range w.s.Listeners {
+		if w.acceptArmed[i] {
+			s := w.sqe()
+			s.PrepCancel(ring.PackUserData(opAccept, 0, uint32(i)), 0)
+			s.SetUserData(ring.PackUserData(opCancel, 0, 0))
+		}
+	}
 }
 
 func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 	res := cqe.Res()
-	if !cqe.More() && !w.stopping.Load() {
-		// The kernel ended the multishot accept (an error, or a full CQ).
+	if !cqe.More() {
+		w.acceptArmed[i] = false
 		switch -res {
 		case int32(unix.EMFILE), int32(unix.ENFILE), int32(unix.ENOBUFS), int32(unix.ENOMEM):
 			w.pauseAccept(unix.Errno(-res))
-		default:
-			if !w.acceptPaused {
-				w.armAccept(i)
-			}
 		}
 	}
-	if res < 0 {
+	if res >= 0 {
+		w.acceptOne(int(res))
+	} else {
 		switch unix.Errno(-res) {
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.ECANCELED:
 		default:
 			w.s.Log.Warnf("Failed to accept connection, ignoring: %s", ErrnoString(unix.Errno(-res)))
 		}
-		return
 	}
-	fd := int(res)
+	w.ensureAccept(i)
+}
+
+// acceptOne admits an accepted client, or turns it away at the limit.
+func (w *uworker) acceptOne(fd int) {
 	if w.stopping.Load() {
 		unix.Close(fd)
 		return
@@ -348,10 +391,26 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		return
 	}
 	w.startConn(fd)
+	w.checkDescriptors()
+}
+
+// checkDescriptors moves between multishot accept, single accepts and a
+// pause as the open connections approach what the descriptor limit holds.
+func (w *uworker) checkDescriptors() {
+	open := w.s.Tracker.Open()
+	switch {
+	case open >= w.fdCap:
+		w.pauseAccept(unix.EMFILE)
+	case !w.careful && open >= w.fdCap-careMargin:
+		w.careful = true
+		w.cancelAccepts()
+	case w.careful && open < w.fdCap-2*careMargin:
+		w.careful = false // the next re-arm is multishot again
+	}
 }
 
 // pauseAccept stops accepting for a moment after running out of file
-// descriptors or memory: re-arming at once would fail again, and spin.
+// descriptors or memory: accepting at once would fail again, and spin.
 func (w *uworker) pauseAccept(err unix.Errno) {
 	if w.acceptPaused {
 		return
@@ -366,6 +425,7 @@ func (w *uworker) pauseAccept(err unix.Errno) {
 	s := w.sqe()
 	s.PrepTimeout(&w.acceptTS, 0, 0)
 	s.SetUserData(ring.PackUserData(opAcceptRetry, 0, 0))
+	w.cancelAccepts()
 }
 
 func (w *uworker) resumeAccept() {
@@ -373,8 +433,9 @@ func (w *uworker) resumeAccept() {
 		return
 	}
 	w.acceptPaused = false
+	w.checkDescriptors()
 	for i := range w.s.Listeners {
-		w.armAccept(i)
+		w.ensureAccept(i)
 	}
 }
 
@@ -475,4 +536,20 @@ func (w *uworker) teardown() {
 		_ = ring.FreePinned(w.bufMem)
 		w.bufMem = nil
 	}
+}
+
+// fdCapacity returns how many connections of perConn descriptors each the
+// open-file limit leaves room for, after those open now and a reserve for
+// the rest of the process.
+func fdCapacity(perConn int) int64 {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return math.MaxInt64
+	}
+	open := 0
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		open = len(ents)
+	}
+	const reserve = 16
+	return max(1, (int64(lim.Cur)-int64(open)-reserve)/int64(perConn))
 }
