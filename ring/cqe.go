@@ -29,3 +29,13 @@ func (c CQE) Err() error {
 	}
 	return nil
 }
+
+// NewCQE returns a completion as the kernel would post it. Engines use it
+// to feed synthetic completions to their dispatchers in tests, so that a
+// state machine is checked without a kernel deciding the order of events.
+func NewCQE(userData uint64, res int32, flags uint32) CQE {
+	return CQE{userData: userData, res: res, flags: flags}
+}
+
+// BufferFlags returns the CQE flags that report buffer id consumed.
+func BufferFlags(id uint16) uint32 { return CQEFBuffer | uint32(id)<<cqeBufferShift }

@@ -1,0 +1,217 @@
+package forward
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/ring"
+)
+
+// The connection state machine of the io_uring engine, fed synthetic
+// completions: the order of events is the test's, not the kernel's. The
+// ring is real but only collects SQEs; nothing is submitted after setup.
+
+func newStateWorker(t *testing.T, target string, connectTimeout time.Duration) *uworker {
+	t.Helper()
+	if err := CheckUring(); err != nil {
+		t.Skipf("io_uring unusable here: %v", err)
+	}
+	tg, err := ParseTarget(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Target: tg, ConnectTimeout: connectTimeout, Log: NewLogger(io.Discard, LevelDebug, false)}
+	s.Tracker = NewTracker(16, Never, nil, nil)
+	w := &uworker{s: s, wakefd: -1}
+	if err := w.setup(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range w.conns {
+			for _, fd := range []int{c.client, c.backend} {
+				if fd >= 0 {
+					unix.Close(fd)
+				}
+			}
+		}
+		w.stopping.Store(true)
+		w.teardown()
+	})
+	return w
+}
+
+// newStateConn admits a connection whose client is one end of a socket
+// pair; the other end is returned.
+func newStateConn(t *testing.T, w *uworker) (*uconn, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[1]) })
+	if !w.s.Tracker.TryOpen() {
+		t.Fatal("tracker full")
+	}
+	w.startConn(fds[0])
+	return w.conns[len(w.conns)-1], fds[1]
+}
+
+func (w *uworker) feed(c *uconn, op uint8, res int32, flags uint32) {
+	w.dispatch(ring.NewCQE(w.ud(op, c), res, flags))
+}
+
+// connect completes c's connect and its linked timeout.
+func connect(w *uworker, c *uconn) {
+	w.feed(c, opConnect, 0, 0)
+	w.feed(c, opLinkTimeout, -int32(unix.ECANCELED), 0)
+}
+
+func TestUringStateConnect(t *testing.T) {
+	cases := []struct {
+		name      string
+		results   []int32 // connect results, in order
+		wantState uint8
+		wantErr   error
+	}{
+		{"connected", []int32{0}, ustateOpen, nil},
+		{"refused then retried", []int32{-int32(unix.ECONNREFUSED)}, ustateBackoff, unix.ECONNREFUSED},
+		{"timed out then retried", []int32{-int32(unix.ECANCELED)}, ustateBackoff, unix.ETIMEDOUT},
+		{"not retryable", []int32{-int32(unix.EACCES)}, ustateFree, unix.EACCES},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+			c, _ := newStateConn(t, w)
+			if c.state != ustateConnecting || c.inflight != 2 {
+				t.Fatalf("after accept: state %d, %d in flight; want connecting with connect and linked timeout", c.state, c.inflight)
+			}
+			for _, res := range tc.results {
+				w.feed(c, opConnect, res, 0)
+				w.feed(c, opLinkTimeout, -int32(unix.ECANCELED), 0)
+			}
+			// A connection given up cancels what it still has in the
+			// kernel, and is freed when the cancels complete.
+			for c.closing && c.state != ustateFree && c.inflight > 0 {
+				w.feed(c, opCancel, 0, 0)
+			}
+			if c.state != tc.wantState {
+				t.Fatalf("state %d, want %d", c.state, tc.wantState)
+			}
+			if tc.wantErr != nil && c.state != ustateFree && c.lastErr != tc.wantErr {
+				t.Errorf("last error %v, want %v", c.lastErr, tc.wantErr)
+			}
+			switch tc.wantState {
+			case ustateOpen:
+				if c.inflight != 2 {
+					t.Errorf("%d in flight when open, want a recv each way", c.inflight)
+				}
+			case ustateBackoff:
+				// The back-off ends: a new connect round.
+				w.feed(c, opBackoff, -int32(unix.ETIME), 0)
+				if c.state != ustateConnecting {
+					t.Errorf("after the back-off: state %d, want connecting again", c.state)
+				}
+			case ustateFree:
+				if w.s.Tracker.Open() != 0 {
+					t.Errorf("%d connections open after a failed connect", w.s.Tracker.Open())
+				}
+			}
+		})
+	}
+}
+
+func TestUringStateForwarding(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+
+	// 5 bytes in buffer 3, sent in two parts.
+	w.feed(c, opRecv, 5, ring.BufferFlags(3))
+	if d := c.dirs[0]; !d.hasBuf || d.bid != 3 || d.n != 5 {
+		t.Fatalf("after recv: %+v", d)
+	}
+	w.feed(c, opSend, 2, 0)
+	if d := c.dirs[0]; !d.hasBuf || d.off != 2 {
+		t.Fatalf("after a short send: %+v, want the rest being sent", d)
+	}
+	w.feed(c, opSend, 3, 0)
+	if d := c.dirs[0]; d.hasBuf {
+		t.Fatalf("after the whole send: %+v, want the buffer given back", d)
+	}
+	if c.inflight != 2 {
+		t.Fatalf("%d in flight, want the recv re-armed", c.inflight)
+	}
+
+	// The client half-closes: the backend's write side is shut, the
+	// other direction still flows.
+	w.feed(c, opRecv, 0, 0)
+	if d := c.dirs[0]; !d.eof || !d.shutting {
+		t.Fatalf("after EOF: %+v, want a shutdown of the sink", d)
+	}
+	w.feed(c, opShutdown, 0, 0)
+	if c.state != ustateOpen || !c.dirs[0].shut {
+		t.Fatalf("after the half-close: state %d, %+v", c.state, c.dirs[0])
+	}
+	w.feed(c, opRecv+1, 7, ring.BufferFlags(9))
+	w.feed(c, opSend+1, 7, 0)
+	// The backend ends too: the connection is released once both are shut.
+	w.feed(c, opRecv+1, 0, 0)
+	w.feed(c, opShutdown+1, 0, 0)
+	if c.state != ustateFree || w.s.Tracker.Open() != 0 {
+		t.Fatalf("after both half-closes: state %d, %d open", c.state, w.s.Tracker.Open())
+	}
+}
+
+func TestUringStateResetAndLateCompletions(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, peer := newStateConn(t, w)
+	connect(w, c)
+	gen := c.gen
+
+	// The backend resets while the client's recv is pending: the
+	// connection closes once the cancelled recv has completed too.
+	w.feed(c, opRecv+1, -int32(unix.ECONNRESET), 0)
+	if !c.closing || c.state == ustateFree {
+		t.Fatalf("after a reset: closing %v, state %d; want closing with requests in flight", c.closing, c.state)
+	}
+	for c.inflight > 0 && c.state != ustateFree {
+		op := opCancel
+		if c.inflight == 1 {
+			op = opRecv // the client's recv, cancelled
+		}
+		w.feed(c, op, -int32(unix.ECANCELED), 0)
+	}
+	if c.state != ustateFree {
+		t.Fatalf("state %d after every request completed, want free", c.state)
+	}
+	_ = peer
+
+	// The slot is reused; a completion for its previous life is ignored.
+	c2, _ := newStateConn(t, w)
+	if c2 != c || c2.gen == gen {
+		t.Fatalf("slot not reused with a new generation: %p %p gen %d→%d", c, c2, gen, c2.gen)
+	}
+	before := c2.inflight
+	w.dispatch(ring.NewCQE(ring.PackUserData(opConnect, gen, c.slot), 0, 0))
+	if c2.state != ustateConnecting || c2.inflight != before {
+		t.Fatalf("a late completion of the previous life changed the new one: state %d, %d in flight", c2.state, c2.inflight)
+	}
+}
+
+func TestUringStateNoBuffers(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	// Every buffer is in flight: the recv waits for one to come back.
+	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
+	if len(w.starved) != 1 || c.inflight != 1 {
+		t.Fatalf("after -ENOBUFS: %d starved, %d in flight", len(w.starved), c.inflight)
+	}
+	w.recycle(0)
+	if len(w.starved) != 0 || c.inflight != 2 {
+		t.Fatalf("after a buffer came back: %d starved, %d in flight; want the recv re-armed", len(w.starved), c.inflight)
+	}
+}
