@@ -3,6 +3,7 @@ package fallback
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
@@ -20,7 +21,10 @@ func (Engine) Name() string { return "epoll" }
 func (Engine) Serve(ctx context.Context, s *forward.Server, ready func()) error {
 	n := s.Threads
 	if n < 1 {
-		n = 1
+		// Measured on 2 cores: one loop per two CPUs leaves the other CPU
+		// to the peers and wins connection rate and single-connection
+		// latency, at a small cost in 32-connection request/response.
+		n = max(1, runtime.NumCPU()/2)
 	}
 	loops := make([]*loop, 0, n)
 	defer func() {

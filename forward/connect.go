@@ -2,6 +2,8 @@ package forward
 
 import (
 	"errors"
+	"math"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -104,4 +106,21 @@ func ResetOnClose(fd int) {
 	if fd >= 0 {
 		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
+}
+
+// ConnectionCapacity returns how many connections of perConn descriptors
+// each the open-file limit leaves room for, after the descriptors open now
+// and reserve more. Engines stop accepting there, so that clients never
+// hold the descriptors their backends (and pipes) need: past it, accepting
+// more would only make every connection wait.
+func ConnectionCapacity(perConn, reserve int) int64 {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return math.MaxInt64
+	}
+	open := 0
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		open = len(ents)
+	}
+	return max(1, (int64(lim.Cur)-int64(open)-int64(reserve))/int64(perConn))
 }

@@ -26,7 +26,7 @@ type Server struct {
 	// ConnectTimeout bounds the connect phase of each connection, retries
 	// included; 0 means a single attempt bounded by the kernel's timeout.
 	ConnectTimeout time.Duration
-	// Threads is the number of event loops; engines treat < 1 as 1.
+	// Threads is the number of event loops; < 1 means the engine's default.
 	Threads int
 	Tracker *Tracker
 	Log     *Logger

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,7 +64,7 @@ const (
 func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	n := s.Threads
 	if n < 1 {
-		n = 1
+		n = runtime.NumCPU()
 	}
 	workers := make([]*uworker, n)
 	started := make(chan error, n)
@@ -160,7 +158,7 @@ type resolveResult struct {
 
 func (w *uworker) setup() error {
 	w.epoch = time.Now()
-	w.fdCap = fdCapacity(2)
+	w.fdCap = ConnectionCapacity(2, 16)
 	w.static = CloneSockaddrs(w.s.Target.Static())
 	w.cqes = make([]*ring.CQE, uringBatch)
 	r, err := ring.Setup(uringSQEntries, &ring.Options{
@@ -536,20 +534,4 @@ func (w *uworker) teardown() {
 		_ = ring.FreePinned(w.bufMem)
 		w.bufMem = nil
 	}
-}
-
-// fdCapacity returns how many connections of perConn descriptors each the
-// open-file limit leaves room for, after those open now and a reserve for
-// the rest of the process.
-func fdCapacity(perConn int) int64 {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
-		return math.MaxInt64
-	}
-	open := 0
-	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
-		open = len(ents)
-	}
-	const reserve = 16
-	return max(1, (int64(lim.Cur)-int64(open)-reserve)/int64(perConn))
 }
