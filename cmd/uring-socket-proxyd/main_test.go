@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
 	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward/proxytest"
 )
 
@@ -53,6 +54,15 @@ func haveReference(t *testing.T) {
 // with --engine=epoll, started by socket activation.
 func TestBehaviourEpoll(t *testing.T) {
 	proxytest.Run(t, proxytest.Binary(binPath, "--engine=epoll"))
+}
+
+// TestBehaviourUring runs the whole behaviour suite against the binary
+// with --engine=io_uring, where the kernel allows it.
+func TestBehaviourUring(t *testing.T) {
+	if err := forward.CheckUring(); err != nil {
+		t.Skipf("io_uring unusable here: %v", err)
+	}
+	proxytest.Run(t, proxytest.Binary(binPath, "--engine=io_uring"))
 }
 
 // TestBehaviourReference runs the cases where v252 and we agree against

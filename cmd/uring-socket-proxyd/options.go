@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -59,7 +58,7 @@ func parseCommandLine(argv []string, stdout, stderr io.Writer, log *forward.Logg
 		exitIdleTime:   forward.Never,
 		connectTimeout: defaultConnectTimeout,
 		engine:         "auto",
-		threads:        runtime.NumCPU(),
+		threads:        0, // the engine's default
 	}
 	fail := func(format string, args ...any) (config, bool, int) {
 		log.Errorf(format, args...)
@@ -154,7 +153,8 @@ Bidirectionally proxy local sockets to another (possibly remote) socket.
                          0 means a single attempt)
      --engine=           io_uring, epoll, or auto (default: io_uring where the
                          kernel allows it, epoll otherwise)
-     --threads=          Number of event loops (default: one per CPU)
+     --threads=          Number of event loops (default: one per CPU for
+                         io_uring, one per two CPUs for epoll)
   -h --help              Show this help
      --version           Show package version
 
