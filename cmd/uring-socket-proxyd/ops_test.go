@@ -268,6 +268,12 @@ func testAcceptEMFILE(t *testing.T, engine string) {
 	opsWaitFor(t, 5*time.Second, "the proxy to run out of descriptors", func() bool {
 		return strings.Contains(p.Stderr(), pausing)
 	})
+	// The pause may be logged before the connects it leaves room for
+	// have reached the backend.
+	opsWaitFor(t, 5*time.Second, "a connection to reach the backend", func() bool {
+		return b.accepted.Load() > 0
+	})
+	time.Sleep(100 * time.Millisecond)
 	reached := b.accepted.Load()
 	t.Logf("%d of %d clients reached the backend before the proxy ran out of descriptors", reached, clients)
 	if reached == 0 {
