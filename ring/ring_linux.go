@@ -308,6 +308,23 @@ func (r *Ring) cqNeedsEnter() bool {
 // stay queued for the next Submit.
 func (r *Ring) Submit() (int, error) { return r.submit(0, false, 0) }
 
+// Flush submits the queued SQEs and, where completions wait to be posted
+// (DEFER_TASKRUN, an overflowed CQ), has the kernel post them, without
+// waiting for any. It never blocks.
+func (r *Ring) Flush() (int, error) {
+	toSubmit := r.flushSQ()
+	for {
+		n, err := r.enter(toSubmit, 0, enterGetEvents, nil, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("io_uring_enter", err)
+		}
+		return n, nil
+	}
+}
+
 // SubmitAndWait is Submit followed by waiting until at least n CQEs are
 // ready (n is capped at the CQ size).
 func (r *Ring) SubmitAndWait(n uint32) (int, error) { return r.submit(n, false, 0) }
@@ -371,6 +388,17 @@ func (r *Ring) submit(waitNr uint32, timed bool, d time.Duration) (int, error) {
 
 // enter is io_uring_enter(2). It may block, so it goes through Syscall6.
 func (r *Ring) enter(toSubmit, minComplete, flags uint32, arg unsafe.Pointer, argSize uintptr) (int, error) {
+	if minComplete == 0 {
+		// An enter that does not wait never sleeps: what would block is
+		// punted or polled by the kernel. A raw system call spares the Go
+		// scheduler the hand-off of this thread's P to another thread,
+		// which on a busy ring costs more than the enter itself.
+		n, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, uintptr(flags), uintptr(arg), argSize)
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
 	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), uintptr(arg), argSize)
 	if errno != 0 {
 		return 0, errno
