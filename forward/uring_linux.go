@@ -36,8 +36,8 @@ func (UringEngine) Name() string { return "io_uring" }
 const (
 	uringSQEntries = 1024
 	uringCQEntries = 16384
-	uringBufSize   = 64 << 10 // one recv's worth; also a direction's buffering
-	uringBufCount  = 1024     // per worker; memory is touched only when used
+	uringBufSize   = 256 << 10 // one recv's worth; also a direction's buffering
+	uringBufCount  = 256       // per worker; memory is touched only when used
 	uringBufGroup  = 1
 	uringBatch     = 256 // CQEs handled per peek
 )
@@ -239,8 +239,18 @@ func (w *uworker) reserve(n uint32) {
 // run is the reaper loop: submit what is queued and wait for at least one
 // completion, then handle every completion there is. It never polls: an
 // idle worker sleeps in io_uring_enter.
+//
+// While completions keep coming it only flushes (submit, and have the
+// kernel post deferred completions), which never blocks; it waits in the
+// kernel only when a flush brought nothing.
 func (w *uworker) run() error {
 	for !w.stopping.Load() {
+		if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+			return err
+		}
+		if w.reap() > 0 {
+			continue
+		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
 			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
 			return err
@@ -251,17 +261,19 @@ func (w *uworker) run() error {
 	return nil
 }
 
-// reap handles every completion available now.
-func (w *uworker) reap() {
+// reap handles every completion available now and says how many.
+func (w *uworker) reap() int {
+	total := 0
 	for {
 		n := w.r.PeekBatch(w.cqes)
 		if n == 0 {
-			return
+			return total
 		}
 		for _, p := range w.cqes[:n] {
 			w.dispatch(*p)
 		}
 		w.r.Advance(n)
+		total += n
 	}
 }
 
