@@ -41,7 +41,7 @@ race: ## the race detector over the engine packages
 e2e: ## only the end-to-end tests of the binary
 	$(GO) test -count=1 ./cmd/...
 
-run: build ## run the proxy on LISTEN (default 127.0.0.1:8000) in front of TARGET (default 127.0.0.1:8080)
+run: deps build ## run the proxy on LISTEN (default 127.0.0.1:8000) in front of TARGET (default 127.0.0.1:8080)
 	systemd-socket-activate -l $(LISTEN) $(BIN) $(ARGS) $(TARGET)
 
 install: build ## install the binary to $(DESTDIR)$(BINDIR)
