@@ -310,18 +310,29 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	w.armRecv(c, d)
 }
 
-// recycle gives a buffer back to the kernel and lets one starved direction
-// try again.
+// recycle gives a buffer back to the kernel. Starved directions try again
+// once the batch of completions is handled (retryStarved).
 func (w *uworker) recycle(bid uint16) {
 	w.bufs.Recycle(bid, w.buf(bid))
-	for len(w.starved) > 0 {
-		r := w.starved[0]
-		w.starved = w.starved[1:]
+	w.recycled = true
+}
+
+// retryStarved re-arms every direction whose recv found the buffer ring
+// empty, after buffers came back. All of them, not one per buffer: a recv
+// takes a buffer only if data is waiting (otherwise it gives it back and
+// waits), so a direction that is merely idle would use up a retry and
+// leave others starved for good. One that finds the ring empty again is
+// starved again, and retried when the buffers in flight come back.
+func (w *uworker) retryStarved() {
+	w.recycled = false
+	starved := w.starved
+	w.starved = w.spare[:0]
+	for _, r := range starved {
 		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
 			w.armRecv(r.c, r.d)
-			return
 		}
 	}
+	w.spare = starved[:0]
 }
 
 // shutdownSink passes a half-close on: the source ended and every byte it

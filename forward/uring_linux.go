@@ -124,10 +124,12 @@ type uworker struct {
 	static []unix.Sockaddr
 	err    error
 
-	conns   []*uconn
-	free    []uint32
-	starved []dirRef // directions whose recv found no buffer
-	cqes    []*ring.CQE
+	conns    []*uconn
+	free     []uint32
+	starved  []dirRef // directions whose recv found no buffer
+	spare    []dirRef // the other backing array of starved, reused
+	recycled bool     // a buffer came back since the last retryStarved
+	cqes     []*ring.CQE
 
 	acceptArmed  []bool // per listener: an accept is in the kernel
 	acceptPaused bool
@@ -274,6 +276,9 @@ func (w *uworker) reap() int {
 		}
 		w.r.Advance(n)
 		total += n
+		if w.recycled && len(w.starved) > 0 {
+			w.retryStarved()
+		}
 	}
 }
 

@@ -211,7 +211,32 @@ func TestUringStateNoBuffers(t *testing.T) {
 		t.Fatalf("after -ENOBUFS: %d starved, %d in flight", len(w.starved), c.inflight)
 	}
 	w.recycle(0)
+	w.retryStarved()
 	if len(w.starved) != 0 || c.inflight != 2 {
 		t.Fatalf("after a buffer came back: %d starved, %d in flight; want the recv re-armed", len(w.starved), c.inflight)
+	}
+}
+
+// TestUringStateStarvedIdle: idle directions that found the ring empty are
+// all retried when one buffer comes back, not one per buffer: a retried
+// recv that finds no data gives its buffer back, so no further buffer
+// would come back to retry the others.
+func TestUringStateStarvedIdle(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c1, _ := newStateConn(t, w)
+	connect(w, c1)
+	c2, _ := newStateConn(t, w)
+	connect(w, c2)
+	for _, c := range []*uconn{c1, c2} {
+		w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
+		w.feed(c, opRecv+1, -int32(unix.ENOBUFS), 0)
+	}
+	if len(w.starved) != 4 {
+		t.Fatalf("%d starved directions, want 4", len(w.starved))
+	}
+	w.recycle(0)
+	w.retryStarved()
+	if len(w.starved) != 0 || c1.inflight != 2 || c2.inflight != 2 {
+		t.Fatalf("after one buffer came back: %d starved, in flight %d and %d; want every recv re-armed", len(w.starved), c1.inflight, c2.inflight)
 	}
 }

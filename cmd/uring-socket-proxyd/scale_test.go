@@ -82,14 +82,10 @@ func testIdleScale(t *testing.T, engine string, n int) {
 			}
 			conns[i] = c
 			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-			msg := fmt.Sprintf("hello %05d", i)
-			buf := make([]byte, len(msg))
-			if _, err := c.Write([]byte(msg)); err != nil {
+			// A burst: write without waiting for the echo, so that
+			// thousands of first reads compete for the engine's buffers.
+			if _, err := fmt.Fprintf(c, "hello %05d", i); err != nil {
 				errs <- err
-				return
-			}
-			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
-				errs <- fmt.Errorf("connection %d: %q, %v", i, buf, err)
 			}
 		}()
 	}
@@ -97,6 +93,13 @@ func testIdleScale(t *testing.T, engine string, n int) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	for i, c := range conns {
+		msg := fmt.Sprintf("hello %05d", i)
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("connection %d: %q, %v", i, buf, err)
+		}
 	}
 
 	time.Sleep(200 * time.Millisecond) // let the last pipes and buffers go back
