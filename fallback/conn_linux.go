@@ -34,7 +34,7 @@ const shovelRounds = 64
 // Invariant: the source is read only when the pipe is empty, so a direction
 // never buffers more than one pipe.
 type half struct {
-	p       pipe
+	p       forward.Pipe
 	hasPipe bool
 	n       int  // bytes in the pipe
 	eof     bool // the source has ended
@@ -375,7 +375,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 			if !*dstReady {
 				return true, nil
 			}
-			n, errno := splice(h.p.r, dst, h.n)
+			n, errno := forward.Splice(h.p.R, dst, h.n)
 			if errno == unix.EAGAIN {
 				*dstReady = false
 				return true, nil
@@ -387,7 +387,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 			if h.n > 0 {
 				continue
 			}
-			l.pipes.put(h.p)
+			l.pipes.Put(h.p)
 			h.hasPipe = false
 		}
 		if h.eof {
@@ -409,7 +409,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 			return true, nil
 		}
 		if !h.hasPipe {
-			p, err := l.pipes.get()
+			p, err := l.pipes.Get()
 			if err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOMEM {
 				// Out of descriptors: the bytes wait in the socket, the
 				// connection is not lost; try again shortly or when a
@@ -423,10 +423,10 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 			}
 			h.p, h.hasPipe = p, true
 		}
-		n, errno := splice(src, h.p.w, pipeSize)
+		n, errno := forward.Splice(src, h.p.W, forward.PipeSize)
 		if errno == unix.EAGAIN {
 			*srcReady = false
-			l.pipes.put(h.p)
+			l.pipes.Put(h.p)
 			h.hasPipe = false
 			return true, nil
 		}
@@ -435,7 +435,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 		}
 		if n == 0 {
 			h.eof = true
-			l.pipes.put(h.p)
+			l.pipes.Put(h.p)
 			h.hasPipe = false
 			continue
 		}
@@ -476,9 +476,9 @@ func (l *loop) release(c *conn) {
 	for _, h := range [2]*half{&c.up, &c.down} {
 		if h.hasPipe {
 			if h.n == 0 {
-				l.pipes.put(h.p)
+				l.pipes.Put(h.p)
 			} else {
-				h.p.close() // bytes left in it: never reuse a dirty pipe
+				h.p.Close() // bytes left in it: never reuse a dirty pipe
 			}
 			h.hasPipe = false
 		}

@@ -60,7 +60,7 @@ type loop struct {
 	conns []*conn  // slot table; slots are reused, generations tell them apart
 	free  []uint32 // free slots
 	runq  []*conn  // connections that used up their budget with work left
-	pipes pipePool
+	pipes forward.PipePool
 	timer timerHeap
 
 	acceptPausedUntil int64 // loop clock; 0 when accepting
@@ -89,7 +89,7 @@ func newLoop(s *forward.Server) (*loop, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
-		events: make([]unix.EpollEvent, 256), pipes: pipePool{max: 32},
+		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: 32},
 		static: forward.CloneSockaddrs(s.Target.Static())}
 	// Two sockets per connection, and a reserve of descriptors for a few
 	// pipes in flight, shared in turn by connections that wait for one.
@@ -336,7 +336,7 @@ func (l *loop) closeAll() {
 }
 
 func (l *loop) close() {
-	l.pipes.closeAll()
+	l.pipes.CloseAll()
 	if l.wakefd >= 0 {
 		unix.Close(l.wakefd)
 		l.wakefd = -1

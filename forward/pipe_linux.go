@@ -1,4 +1,4 @@
-package fallback
+package forward
 
 import "golang.org/x/sys/unix"
 
@@ -6,7 +6,7 @@ import "golang.org/x/sys/unix"
 // SPLICE_F_NONBLOCK and non-blocking sockets a splice never sleeps.
 const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 
-// splice moves up to n bytes from fd in to fd out and returns how many, 0
+// Splice moves up to n bytes from fd in to fd out and returns how many, 0
 // at the end of in's stream, or the errno (unix.EAGAIN when nothing can
 // move now).
 //
@@ -18,27 +18,29 @@ const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 // the runtime made 5,400 futex calls per GiB (the loop made 8,300
 // splices) and the proxy used 1.27× systemd-socket-proxyd's CPU per GB;
 // raw, 230 futex calls and 1.06×.
-func splice(in, out, n int) (int, unix.Errno) {
+func Splice(in, out, n int) (int, unix.Errno) {
 	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceFlags)
 	return int(r), e
 }
 
-// pipeSize is the capacity asked of each pipe: the largest chunk one splice
+// PipeSize is the capacity asked of each pipe: the largest chunk one splice
 // moves, and so the most a direction buffers. v252 uses the same.
-const pipeSize = 256 << 10
+const PipeSize = 256 << 10
 
-// pipe is a kernel pipe used as the buffer of one direction of one
-// connection while bytes are in flight.
-type pipe struct{ r, w int }
+// Pipe is a kernel pipe used as the buffer of one direction of one
+// connection while bytes are in flight. Both engines use it.
+type Pipe struct{ R, W int }
 
-// pipePool keeps a few empty pipes so that busy connections do not create
+// PipePool keeps a few empty pipes so that busy connections do not create
 // and destroy one per burst. Only empty pipes are ever put back.
-type pipePool struct {
-	free []pipe
-	max  int
+type PipePool struct {
+	free []Pipe
+	// Max is how many empty pipes the pool keeps.
+	Max int
 }
 
-func (p *pipePool) get() (pipe, error) {
+// Get returns an empty pipe, from the pool or new.
+func (p *PipePool) Get() (Pipe, error) {
 	if n := len(p.free); n > 0 {
 		pp := p.free[n-1]
 		p.free = p.free[:n-1]
@@ -46,30 +48,32 @@ func (p *pipePool) get() (pipe, error) {
 	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return pipe{}, err
+		return Pipe{}, err
 	}
 	// Best effort: a smaller pipe still works, it only moves smaller chunks.
-	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
-	return pipe{r: fds[0], w: fds[1]}, nil
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, PipeSize)
+	return Pipe{R: fds[0], W: fds[1]}, nil
 }
 
-// put returns an empty pipe to the pool, or closes it when the pool is full.
-func (p *pipePool) put(pp pipe) {
-	if len(p.free) < p.max {
+// Put returns an empty pipe to the pool, or closes it when the pool is full.
+func (p *PipePool) Put(pp Pipe) {
+	if len(p.free) < p.Max {
 		p.free = append(p.free, pp)
 		return
 	}
-	pp.close()
+	pp.Close()
 }
 
-func (pp pipe) close() {
-	unix.Close(pp.r)
-	unix.Close(pp.w)
+// Close closes both ends.
+func (pp Pipe) Close() {
+	unix.Close(pp.R)
+	unix.Close(pp.W)
 }
 
-func (p *pipePool) closeAll() {
+// CloseAll closes every pipe the pool keeps.
+func (p *PipePool) CloseAll() {
 	for _, pp := range p.free {
-		pp.close()
+		pp.Close()
 	}
 	p.free = nil
 }
