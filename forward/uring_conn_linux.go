@@ -25,6 +25,13 @@ const (
 
 // udir is one direction of a connection: recv from the source into a
 // provided buffer, send that buffer to the sink, recv again.
+//
+// A direction that receives a full buffer is a bulk transfer, and moves to
+// the splice path for the rest of its life: a poll on the source (or the
+// sink, when it is full) and then splices through a pipe, made by the
+// worker itself as non-blocking system calls, so the bytes never enter
+// user memory and no io-wq thread is involved (an IORING_OP_SPLICE is
+// always run by one).
 type udir struct {
 	bid      uint16 // buffer held while sending
 	hasBuf   bool
@@ -32,6 +39,15 @@ type udir struct {
 	eof      bool // the source has ended
 	shutting bool // shutdown of the sink submitted
 	shut     bool // the sink's write side is shut down
+
+	// Splice path.
+	splice             bool
+	p                  Pipe
+	hasPipe            bool
+	inPipe             int
+	srcReady, dstReady bool // readiness learnt from polls, cleared on EAGAIN
+	pollIn, pollOut    bool // a poll is armed on the source, on the sink
+	queued             bool // in the worker's run queue
 }
 
 // uconn is one client connection and its backend. It lives in the worker's
@@ -307,7 +323,162 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	}
 	w.recycle(dir.bid)
 	dir.hasBuf = false
+	if dir.n == uringBufSize && w.toSplice(c, d) {
+		return
+	}
 	w.armRecv(c, d)
+}
+
+// toSplice moves direction d to the splice path: it filled a whole
+// buffer, so it is a bulk transfer. The sockets become non-blocking, which
+// the splices need and io_uring's recv and send do not mind.
+func (w *uworker) toSplice(c *uconn, d int) bool {
+	for _, fd := range [2]int{c.client, c.backend} {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return false
+		}
+	}
+	dir := &c.dirs[d]
+	dir.splice = true
+	dir.srcReady, dir.dstReady = true, true // likely: it just moved a full buffer
+	w.pump(c, d)
+	return true
+}
+
+// spliceRounds bounds the chunks one direction moves per turn, so that a
+// bulk transfer does not starve the worker's other connections.
+const spliceRounds = 64
+
+// pump moves direction d on the splice path: source → pipe → sink, until
+// it must wait for a poll, or its turn is over.
+//
+// Invariant, as in the epoll engine: the source is read only when the pipe
+// is empty, so a direction never buffers more than one pipe.
+func (w *uworker) pump(c *uconn, d int) {
+	src, dst := c.fds(d)
+	dir := &c.dirs[d]
+	for round := 0; round < spliceRounds; round++ {
+		if dir.inPipe > 0 {
+			if !dir.dstReady {
+				w.poll(c, d, false)
+				return
+			}
+			n, errno := Splice(dir.p.R, dst, dir.inPipe)
+			if errno == unix.EAGAIN {
+				dir.dstReady = false
+				w.poll(c, d, false)
+				return
+			}
+			if errno != 0 {
+				w.abort(c, 1-d, errno) // the sink failed
+				return
+			}
+			dir.inPipe -= n
+			if dir.inPipe > 0 {
+				continue
+			}
+			w.pipes.Put(dir.p)
+			dir.hasPipe = false
+		}
+		if dir.eof {
+			w.shutdownSink(c, d)
+			return
+		}
+		if !dir.srcReady {
+			w.poll(c, d, true)
+			return
+		}
+		if !dir.hasPipe {
+			p, err := w.pipes.Get()
+			if err != nil {
+				// No descriptor for a pipe: the copy path needs none.
+				dir.splice = false
+				w.armRecv(c, d)
+				return
+			}
+			dir.p, dir.hasPipe = p, true
+		}
+		n, errno := Splice(src, dir.p.W, PipeSize)
+		switch {
+		case errno == unix.EAGAIN:
+			dir.srcReady = false
+			w.pipes.Put(dir.p)
+			dir.hasPipe = false
+			w.poll(c, d, true)
+			return
+		case errno != 0:
+			w.abort(c, d, errno) // the source failed
+			return
+		case n == 0:
+			dir.eof = true
+			w.pipes.Put(dir.p)
+			dir.hasPipe = false
+		default:
+			dir.inPipe = n
+		}
+	}
+	if !dir.queued {
+		dir.queued = true
+		w.runq = append(w.runq, dirRef{c, c.gen, d})
+	}
+}
+
+// poll arms a one-shot poll on direction d's source (in) or sink.
+func (w *uworker) poll(c *uconn, d int, in bool) {
+	dir := &c.dirs[d]
+	src, dst := c.fds(d)
+	s := w.sqe()
+	if in {
+		if dir.pollIn {
+			return
+		}
+		dir.pollIn = true
+		s.PrepPollAdd(src, unix.POLLIN|unix.POLLRDHUP)
+		s.SetUserData(w.ud(opPollIn+uint8(d), c))
+	} else {
+		if dir.pollOut {
+			return
+		}
+		dir.pollOut = true
+		s.PrepPollAdd(dst, unix.POLLOUT)
+		s.SetUserData(w.ud(opPollOut+uint8(d), c))
+	}
+	c.inflight++
+}
+
+// handlePoll learns readiness from a poll and pumps. A poll that reports
+// an error still counts as ready: the splice then says what failed.
+func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
+	dir := &c.dirs[d]
+	if in {
+		dir.pollIn = false
+	} else {
+		dir.pollOut = false
+	}
+	if c.closing || res < 0 {
+		return
+	}
+	if in {
+		dir.srcReady = true
+	} else {
+		dir.dstReady = true
+	}
+	w.pump(c, d)
+}
+
+// runQueued gives splice directions that used up their turn another one,
+// and says how many there were.
+func (w *uworker) runQueued() int {
+	q := w.runq
+	w.runq = w.runqNext[:0]
+	for _, r := range q {
+		r.c.dirs[r.d].queued = false
+		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
+			w.pump(r.c, r.d)
+		}
+	}
+	w.runqNext = q[:0]
+	return len(q)
 }
 
 // recycle gives a buffer back to the kernel. Starved directions try again
@@ -410,9 +581,18 @@ func (w *uworker) finish(c *uconn) {
 		return
 	}
 	for d := range c.dirs {
-		if c.dirs[d].hasBuf {
-			w.recycle(c.dirs[d].bid)
-			c.dirs[d].hasBuf = false
+		dir := &c.dirs[d]
+		if dir.hasBuf {
+			w.recycle(dir.bid)
+			dir.hasBuf = false
+		}
+		if dir.hasPipe {
+			if dir.inPipe == 0 {
+				w.pipes.Put(dir.p)
+			} else {
+				dir.p.Close() // bytes left in it: never reuse a dirty pipe
+			}
+			dir.hasPipe = false
 		}
 	}
 	for _, fd := range [2]int{c.client, c.backend} {

@@ -57,7 +57,11 @@ const (
 	opShutdown // +direction
 	_
 	opCancel
-	opClose // no connection: posted only on failure
+	opClose  // no connection: posted only on failure
+	opPollIn // +direction: the source is readable (splice path)
+	_
+	opPollOut // +direction: the sink is writable (splice path)
+	_
 )
 
 // Serve implements Engine.
@@ -126,6 +130,9 @@ type uworker struct {
 
 	conns    []*uconn
 	free     []uint32
+	pipes    PipePool // splice path: pipes only while bytes are in flight
+	runq     []dirRef // splice directions that used up their turn with work left
+	runqNext []dirRef
 	starved  []dirRef // directions whose recv found no buffer
 	spare    []dirRef // the other backing array of starved, reused
 	recycled bool     // a buffer came back since the last retryStarved
@@ -160,6 +167,7 @@ type resolveResult struct {
 
 func (w *uworker) setup() error {
 	w.epoch = time.Now()
+	w.pipes.Max = 32
 	w.fdCap = ConnectionCapacity(2, 16)
 	w.static = CloneSockaddrs(w.s.Target.Static())
 	w.cqes = make([]*ring.CQE, uringBatch)
@@ -250,7 +258,7 @@ func (w *uworker) run() error {
 		if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
 			return err
 		}
-		if w.reap() > 0 {
+		if w.reap() > 0 || w.runQueued() > 0 {
 			continue
 		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
@@ -330,6 +338,10 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		w.handleSend(c, int(op-opSend), cqe.Res())
 	case opShutdown, opShutdown + 1:
 		w.handleShutdown(c, int(op-opShutdown))
+	case opPollIn, opPollIn + 1:
+		w.handlePoll(c, int(op-opPollIn), true, cqe.Res())
+	case opPollOut, opPollOut + 1:
+		w.handlePoll(c, int(op-opPollOut), false, cqe.Res())
 	case opLinkTimeout, opCancel:
 	}
 	if c.closing && c.inflight == 0 {
@@ -545,6 +557,7 @@ func (w *uworker) teardown() {
 		unix.Close(w.wakefd)
 		w.wakefd = -1
 	}
+	w.pipes.CloseAll()
 	// The buffer memory is not unmapped while requests could still use
 	// it: only after a clean drain.
 	if w.bufMem != nil && !w.busy() {

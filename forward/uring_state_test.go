@@ -240,3 +240,27 @@ func TestUringStateStarvedIdle(t *testing.T) {
 		t.Fatalf("after one buffer came back: %d starved, in flight %d and %d; want every recv re-armed", len(w.starved), c1.inflight, c2.inflight)
 	}
 }
+
+// TestUringStateToSplice: a direction that receives a full buffer is a
+// bulk transfer and moves to the splice path: no recv is re-armed, a poll
+// waits for the source instead (nothing is waiting in it here).
+func TestUringStateToSplice(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
+	w.feed(c, opSend, uringBufSize, 0)
+	d := c.dirs[0]
+	if !d.splice || !d.pollIn || d.hasPipe || c.inflight != 2 {
+		t.Fatalf("after a full buffer: %+v, %d in flight; want the splice path waiting on a poll of the source", d, c.inflight)
+	}
+	if c.dirs[1].splice {
+		t.Fatal("the other direction moved to the splice path too")
+	}
+	// A small message stays on the copy path.
+	w.feed(c, opRecv+1, 100, ring.BufferFlags(2))
+	w.feed(c, opSend+1, 100, 0)
+	if c.dirs[1].splice {
+		t.Fatal("a 100-byte message moved its direction to the splice path")
+	}
+}
