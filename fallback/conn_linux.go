@@ -1,7 +1,6 @@
 package fallback
 
 import (
-	"context"
 	"math"
 	"time"
 
@@ -124,17 +123,11 @@ func (l *loop) connectRound(c *conn) {
 	if c.deadline != 0 {
 		l.timer.set(c, c.deadline)
 	}
-	slot, gen, target := c.slot, c.gen, l.s.Target
 	timeout := l.s.ConnectTimeout
 	if timeout <= 0 || timeout == forward.Never {
 		timeout = 30 * time.Second
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		addrs, err := target.Resolve(ctx)
-		l.postResolved(resolveResult{slot: slot, gen: gen, addrs: addrs, err: err})
-	}()
+	l.lookups.Start(l.s.Target, c.slot, c.gen, timeout)
 }
 
 func (l *loop) resolvedAddrs(c *conn, addrs []unix.Sockaddr, err error) {

@@ -3,7 +3,6 @@ package fallback
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,17 +69,8 @@ type loop struct {
 	pipeWaiters       []connRef // connections that found no descriptor for a pipe
 	lastYield         int64     // loop clock of the last runtime.Gosched
 
-	// Written by other goroutines, under mu, followed by a wake.
-	mu       sync.Mutex
-	resolved []resolveResult
-	stopping atomic.Bool
-}
-
-// resolveResult is a host name lookup done off the loop for one connection.
-type resolveResult struct {
-	slot, gen uint32
-	addrs     []unix.Sockaddr
-	err       error
+	lookups  *forward.Lookups // host name lookups, finished off the loop
+	stopping atomic.Bool      // set by Serve's goroutine, followed by a wake
 }
 
 func newLoop(s *forward.Server) (*loop, error) {
@@ -91,6 +81,7 @@ func newLoop(s *forward.Server) (*loop, error) {
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
 		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: 32},
 		static: forward.CloneSockaddrs(s.Target.Static())}
+	l.lookups = forward.NewLookups(l.wake)
 	// Two sockets per connection, and a reserve of descriptors for a few
 	// pipes in flight, shared in turn by connections that wait for one.
 	l.fdCap = forward.ConnectionCapacity(2, 32)
@@ -199,24 +190,11 @@ func (l *loop) waitTimeout() int {
 func (l *loop) handleWake() {
 	var buf [8]byte
 	_, _ = unix.Read(l.wakefd, buf[:])
-	l.mu.Lock()
-	results := l.resolved
-	l.resolved = nil
-	l.mu.Unlock()
-	for _, r := range results {
-		if c := l.lookup(r.slot, r.gen); c != nil && c.state == stateResolving {
-			l.resolvedAddrs(c, r.addrs, r.err)
+	for _, r := range l.lookups.Take() {
+		if c := l.lookup(r.Slot, r.Gen); c != nil && c.state == stateResolving {
+			l.resolvedAddrs(c, r.Addrs, r.Err)
 		}
 	}
-}
-
-// postResolved hands a lookup result to the loop; called by the resolver
-// goroutine.
-func (l *loop) postResolved(r resolveResult) {
-	l.mu.Lock()
-	l.resolved = append(l.resolved, r)
-	l.mu.Unlock()
-	l.wake()
 }
 
 // lookup returns the connection in slot if it still has generation gen.

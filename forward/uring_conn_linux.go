@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"context"
 	"math"
 	"time"
 
@@ -117,17 +116,11 @@ func (w *uworker) connectRound(c *uconn) {
 		return
 	}
 	c.state = ustateResolving
-	slot, gen, target := c.slot, c.gen, w.s.Target
 	timeout := 30 * time.Second
 	if d := c.deadline - w.now(); c.deadline != 0 && c.deadline != math.MaxInt64 {
 		timeout = time.Duration(max(d, int64(time.Millisecond)))
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		addrs, err := target.Resolve(ctx)
-		w.postResolved(resolveResult{slot: slot, gen: gen, addrs: addrs, err: err})
-	}()
+	w.lookups.Start(w.s.Target, c.slot, c.gen, timeout)
 }
 
 func (w *uworker) resolvedAddrs(c *uconn, addrs []unix.Sockaddr, err error) {

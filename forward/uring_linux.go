@@ -145,8 +145,7 @@ type uworker struct {
 	acceptTS     ring.Timespec
 	lastPauseLog int64
 
-	mu       sync.Mutex // guards resolved
-	resolved []resolveResult
+	lookups  *Lookups
 	stopping atomic.Bool
 	wakeBuf  [8]byte
 }
@@ -157,17 +156,10 @@ type dirRef struct {
 	d   int
 }
 
-// resolveResult is a host name lookup done off the worker for one
-// connection.
-type resolveResult struct {
-	slot, gen uint32
-	addrs     []unix.Sockaddr
-	err       error
-}
-
 func (w *uworker) setup() error {
 	w.epoch = time.Now()
 	w.pipes.Max = 32
+	w.lookups = NewLookups(w.wake)
 	w.fdCap = ConnectionCapacity(2, 16)
 	w.static = CloneSockaddrs(w.s.Target.Static())
 	w.cqes = make([]*ring.CQE, uringBatch)
@@ -480,24 +472,13 @@ func (w *uworker) handleWake() {
 		return
 	}
 	w.armWake()
-	w.mu.Lock()
-	results := w.resolved
-	w.resolved = nil
-	w.mu.Unlock()
-	for _, r := range results {
-		if int(r.slot) < len(w.conns) {
-			if c := w.conns[r.slot]; c != nil && c.gen == r.gen && c.state == ustateResolving && !c.closing {
-				w.resolvedAddrs(c, r.addrs, r.err)
+	for _, r := range w.lookups.Take() {
+		if int(r.Slot) < len(w.conns) {
+			if c := w.conns[r.Slot]; c != nil && c.gen == r.Gen && c.state == ustateResolving && !c.closing {
+				w.resolvedAddrs(c, r.Addrs, r.Err)
 			}
 		}
 	}
-}
-
-func (w *uworker) postResolved(r resolveResult) {
-	w.mu.Lock()
-	w.resolved = append(w.resolved, r)
-	w.mu.Unlock()
-	w.wake()
 }
 
 // closeAll ends every connection because the proxy stops: both sockets are
