@@ -15,22 +15,13 @@ import (
 )
 
 // selectEngine picks the engine for --engine=NAME ("auto", "io_uring" or
-// "epoll") and returns it with the reason main logs. io_uring answers an
-// error when the kernel refuses it, which main prints before it exits 1.
-//
-// auto runs epoll for now, with the reason: the io_uring engine moves bytes
-// by recv and send through user memory, which measured here (bench/, see
-// README.md) is ahead of epoll on many small exchanges but at about half
-// of systemd-socket-proxyd on bulk transfers, where epoll's splice keeps
-// up. A drop-in must not make what worked slower, so io_uring is opt-in
-// until it is ahead everywhere. auto still probes it, so the log tells an
-// operator whether --engine=io_uring would run.
+// "epoll") and returns it with the reason main logs, e.g. "io_uring
+// usable" or "io_uring unusable: the kernel has no io_uring (ENOSYS)".
+// auto runs io_uring when forward.CheckUring passes and epoll otherwise;
+// io_uring answers an error instead, which main prints before it exits 1.
 func selectEngine(name string, _ *forward.Logger) (forward.Engine, string, error) {
 	return chooseEngine(name, forward.CheckUring, forward.UringEngine{})
 }
-
-// autoPrefersEpoll is the reason auto gives when io_uring is usable.
-const autoPrefersEpoll = "io_uring usable, opt-in with --engine=io_uring until it beats epoll on bulk transfers"
 
 // chooseEngine is selectEngine with the io_uring check and engine given.
 func chooseEngine(name string, check func() error, uring forward.Engine) (forward.Engine, string, error) {
@@ -39,14 +30,12 @@ func chooseEngine(name string, check func() error, uring forward.Engine) (forwar
 	}
 	err := check()
 	switch {
-	case name == "io_uring" && err != nil:
-		return nil, "", errors.New("Cannot use --engine=io_uring: " + unusableReason(err, readUringAccess) + "; use --engine=epoll or auto.")
+	case err == nil:
+		return uring, "io_uring usable", nil
 	case name == "io_uring":
-		return uring, "chosen with --engine=io_uring", nil
-	case err != nil:
-		return fallback.Engine{}, unusableReason(err, readUringAccess), nil
+		return nil, "", errors.New("Cannot use --engine=io_uring: " + unusableReason(err, readUringAccess) + "; use --engine=epoll or auto.")
 	}
-	return fallback.Engine{}, autoPrefersEpoll, nil
+	return fallback.Engine{}, unusableReason(err, readUringAccess), nil
 }
 
 // unusableReason says in one phrase why io_uring cannot run, from the

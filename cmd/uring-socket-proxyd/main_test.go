@@ -292,3 +292,32 @@ func TestReadyStoppingWatchdog(t *testing.T) {
 		t.Fatalf("exit %d, %v after SIGTERM; want 0", code, err)
 	}
 }
+
+// TestAutoEngine checks what auto (the default) runs here and that the log
+// says it: io_uring where the kernel allows it, epoll with the reason
+// otherwise.
+func TestAutoEngine(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, _ := l.(*net.TCPListener).File()
+	defer f.Close()
+	p, err := proxytest.Start(proxytest.Activated{Path: binPath, Args: []string{"127.0.0.1:1"}, Listeners: []*os.File{f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	want := "Using the io_uring engine (io_uring usable)"
+	if err := forward.CheckUring(); err != nil {
+		want = "Using the epoll engine (io_uring unusable: "
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Stderr(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q does not say %q", p.Stderr(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

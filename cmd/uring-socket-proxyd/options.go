@@ -151,8 +151,8 @@ Bidirectionally proxy local sockets to another (possibly remote) socket.
      --connect-timeout=  Keep retrying a refused or missing target for this
                          long before giving up on a connection (default 5s;
                          0 means a single attempt)
-     --engine=           io_uring, epoll, or auto (default; runs epoll for
-                         now, and logs whether io_uring would be usable)
+     --engine=           io_uring, epoll, or auto (default: io_uring where the
+                         kernel allows it, epoll otherwise)
      --threads=          Number of event loops (default: one per CPU for
                          io_uring, one per two CPUs for epoll)
   -h --help              Show this help
