@@ -3,7 +3,6 @@ package fallback
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
@@ -21,10 +20,7 @@ func (Engine) Name() string { return "epoll" }
 func (Engine) Serve(ctx context.Context, s *forward.Server, ready func()) error {
 	n := s.Threads
 	if n < 1 {
-		// Measured on 2 cores: one loop per two CPUs leaves the other CPU
-		// to the peers and wins connection rate and single-connection
-		// latency, at a small cost in 32-connection request/response.
-		n = max(1, runtime.NumCPU()/2)
+		n = forward.DefaultThreads()
 	}
 	loops := make([]*loop, 0, n)
 	defer func() {

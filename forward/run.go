@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -26,7 +27,7 @@ type Server struct {
 	// ConnectTimeout bounds the connect phase of each connection, retries
 	// included; 0 means a single attempt bounded by the kernel's timeout.
 	ConnectTimeout time.Duration
-	// Threads is the number of event loops; < 1 means the engine's default.
+	// Threads is the number of event loops; < 1 means DefaultThreads.
 	Threads int
 	Tracker *Tracker
 	Log     *Logger
@@ -97,3 +98,9 @@ func anyPending(ls []Listener) bool {
 	n, err := unix.Poll(pfds, 0)
 	return err == nil && n > 0
 }
+
+// DefaultThreads is the number of event loops when --threads is not given:
+// one per two CPUs. Measured on 2 cores with both engines, one loop beats
+// two on connection rate, single-connection latency and CPU per GB, and
+// ties on 32-connection request/response: the other CPU is the peers'.
+func DefaultThreads() int { return max(1, runtime.NumCPU()/2) }

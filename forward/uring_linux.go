@@ -68,7 +68,7 @@ const (
 func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	n := s.Threads
 	if n < 1 {
-		n = runtime.NumCPU()
+		n = DefaultThreads()
 	}
 	workers := make([]*uworker, n)
 	started := make(chan error, n)

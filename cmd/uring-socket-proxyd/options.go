@@ -153,8 +153,7 @@ Bidirectionally proxy local sockets to another (possibly remote) socket.
                          0 means a single attempt)
      --engine=           io_uring, epoll, or auto (default: io_uring where the
                          kernel allows it, epoll otherwise)
-     --threads=          Number of event loops (default: one per CPU for
-                         io_uring, one per two CPUs for epoll)
+     --threads=          Number of event loops (default: one per two CPUs)
   -h --help              Show this help
      --version           Show package version
 
