@@ -314,6 +314,9 @@ func (l *loop) closeAll() {
 }
 
 func (l *loop) close() {
+	if l.lookups != nil {
+		l.lookups.Close()
+	}
 	l.pipes.CloseAll()
 	if l.wakefd >= 0 {
 		unix.Close(l.wakefd)

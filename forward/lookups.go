@@ -21,9 +21,10 @@ type Lookup struct {
 // goroutines post results and call wake, which must make the loop call
 // Take soon.
 type Lookups struct {
-	wake func()
-	mu   sync.Mutex
-	done []Lookup
+	wake   func()
+	mu     sync.Mutex
+	done   []Lookup
+	closed bool
 }
 
 // NewLookups returns a mailbox whose results are announced with wake.
@@ -36,10 +37,22 @@ func (l *Lookups) Start(t *Target, slot, gen uint32, timeout time.Duration) {
 		defer cancel()
 		addrs, err := t.Resolve(ctx)
 		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return // the loop is gone, and so may be what wake writes to
+		}
 		l.done = append(l.done, Lookup{Slot: slot, Gen: gen, Addrs: addrs, Err: err})
-		l.mu.Unlock()
 		l.wake()
 	}()
+}
+
+// Close drops lookups still running: after it returns, wake is not called
+// again, so the loop may close what wake uses.
+func (l *Lookups) Close() {
+	l.mu.Lock()
+	l.closed = true
+	l.done = nil
+	l.mu.Unlock()
 }
 
 // Take returns the lookups finished since the last call.

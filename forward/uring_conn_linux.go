@@ -69,6 +69,7 @@ type uconn struct {
 	backoff   time.Duration
 	lastErr   error
 	backoffOn bool
+	watching  bool // a poll watches the client during the connect phase
 
 	sa        ring.RawSockaddr
 	linkTS    ring.Timespec
@@ -88,6 +89,9 @@ func (w *uworker) startConn(fd int) {
 		w.conns = append(w.conns, c)
 	}
 	c.gen = (c.gen + 1) & ring.UserDataGenMask
+	if c.gen == 0 {
+		c.gen = 1 // 0 is never a connection's: late completions of a life 1<<24 ago stay unrecognised either way
+	}
 	c.state, c.closing, c.inflight = ustateResolving, false, 0
 	c.client, c.backend = fd, -1
 	c.dirs = [2]udir{}
@@ -103,6 +107,13 @@ func (w *uworker) startConn(fd int) {
 	default:
 		c.deadline = w.now() + int64(t)
 	}
+	// While the backend is being connected nothing else looks at the
+	// client: a poll for no event reports only an error or a hang-up.
+	c.watching = true
+	s := w.sqe()
+	s.PrepPollAdd(fd, 0)
+	s.SetUserData(w.ud(opClientWatch, c))
+	c.inflight++
 	w.connectRound(c)
 }
 
@@ -237,6 +248,12 @@ func (w *uworker) failConnect(c *uconn) {
 func (w *uworker) connected(c *uconn) {
 	c.state = ustateOpen
 	c.addrs = nil
+	if c.watching {
+		s := w.sqe()
+		s.PrepCancel(w.ud(opClientWatch, c), 0)
+		s.SetUserData(w.ud(opCancel, c))
+		c.inflight++
+	}
 	w.armRecv(c, 0)
 	w.armRecv(c, 1)
 }
@@ -277,8 +294,12 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 		c.dirs[d].eof = true
 		w.shutdownSink(c, d)
 	case res == -int32(unix.ENOBUFS):
-		// Every buffer is in flight: wait for one to come back.
-		w.starved = append(w.starved, dirRef{c, c.gen, d})
+		// Every buffer is held, perhaps by sends to clients that do not
+		// read: move to the splice path, which needs none, rather than
+		// wait for one to come back.
+		if !w.toSplice(c, d) {
+			w.starved = append(w.starved, dirRef{c, c.gen, d})
+		}
 	case res < 0:
 		w.abort(c, d, unix.Errno(-res)) // the source failed
 	}
@@ -384,9 +405,11 @@ func (w *uworker) pump(c *uconn, d int) {
 		if !dir.hasPipe {
 			p, err := w.pipes.Get()
 			if err != nil {
-				// No descriptor for a pipe: the copy path needs none.
+				// No descriptor for a pipe: back to the copy path, which
+				// needs none, once a buffer is free.
 				dir.splice = false
-				w.armRecv(c, d)
+				w.starved = append(w.starved, dirRef{c, c.gen, d})
+				w.recycled = true
 				return
 			}
 			dir.p, dir.hasPipe = p, true
@@ -420,18 +443,15 @@ func (w *uworker) pump(c *uconn, d int) {
 func (w *uworker) poll(c *uconn, d int, in bool) {
 	dir := &c.dirs[d]
 	src, dst := c.fds(d)
+	if (in && dir.pollIn) || (!in && dir.pollOut) {
+		return
+	}
 	s := w.sqe()
 	if in {
-		if dir.pollIn {
-			return
-		}
 		dir.pollIn = true
 		s.PrepPollAdd(src, unix.POLLIN|unix.POLLRDHUP)
 		s.SetUserData(w.ud(opPollIn+uint8(d), c))
 	} else {
-		if dir.pollOut {
-			return
-		}
 		dir.pollOut = true
 		s.PrepPollAdd(dst, unix.POLLOUT)
 		s.SetUserData(w.ud(opPollOut+uint8(d), c))

@@ -62,6 +62,8 @@ const (
 	_
 	opPollOut // +direction: the sink is writable (splice path)
 	_
+	opAcceptCancel // a worker's cancel of its own accepts
+	opClientWatch  // the client failed while its backend was being connected
 )
 
 // Serve implements Engine.
@@ -72,6 +74,7 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	}
 	workers := make([]*uworker, n)
 	started := make(chan error, n)
+	failed := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &uworker{s: s, wakefd: -1}
@@ -89,6 +92,9 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 			started <- nil
 			w.err = w.run()
 			w.teardown()
+			if w.err != nil {
+				failed <- struct{}{}
+			}
 		}()
 	}
 	var setupErr error
@@ -99,7 +105,12 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	}
 	if setupErr == nil {
 		ready()
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-failed:
+			// A worker stopped on an error: stop the others too, rather
+			// than go on READY with part of the proxy gone.
+		}
 	}
 	for _, w := range workers {
 		w.stop()
@@ -147,6 +158,7 @@ type uworker struct {
 
 	lookups  *Lookups
 	stopping atomic.Bool
+	wakeMu   sync.Mutex // wakefd is written by other goroutines and closed by teardown
 	wakeBuf  [8]byte
 }
 
@@ -212,6 +224,8 @@ func (w *uworker) stop() {
 }
 
 func (w *uworker) wake() {
+	w.wakeMu.Lock()
+	defer w.wakeMu.Unlock()
 	if w.wakefd >= 0 {
 		one := [8]byte{1}
 		_, _ = unix.Write(w.wakefd, one[:])
@@ -233,8 +247,10 @@ func (w *uworker) sqe() *ring.SQE {
 // reserve makes room for n SQEs that must be queued back to back (a
 // linked pair).
 func (w *uworker) reserve(n uint32) {
-	if w.r.SQSpaceLeft() < n {
-		_, _ = w.r.Submit()
+	for w.r.SQSpaceLeft() < n {
+		if _, err := w.r.Submit(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+			w.s.Log.Warnf("io_uring submit: %v", err)
+		}
 	}
 }
 
@@ -246,11 +262,14 @@ func (w *uworker) reserve(n uint32) {
 // kernel post deferred completions), which never blocks; it waits in the
 // kernel only when a flush brought nothing.
 func (w *uworker) run() error {
+	defer w.closeAll()
 	for !w.stopping.Load() {
 		if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
 			return err
 		}
-		if w.reap() > 0 || w.runQueued() > 0 {
+		// Both, every time: queued splice directions must get their turn
+		// while other connections keep the completions coming.
+		if n, m := w.reap(), w.runQueued(); n+m > 0 {
 			continue
 		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
@@ -259,7 +278,6 @@ func (w *uworker) run() error {
 		}
 		w.reap()
 	}
-	w.closeAll()
 	return nil
 }
 
@@ -297,10 +315,8 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	case opWake:
 		w.handleWake()
 		return
-	case opCancel:
-		if gen == 0 { // a worker's own cancel (of accepts), not a connection's
-			return
-		}
+	case opAcceptCancel:
+		return
 	case opClose:
 		if cqe.Res() < 0 {
 			w.s.Log.Debugf("close: %v", unix.Errno(-cqe.Res()))
@@ -334,6 +350,15 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		w.handlePoll(c, int(op-opPollIn), true, cqe.Res())
 	case opPollOut, opPollOut + 1:
 		w.handlePoll(c, int(op-opPollOut), false, cqe.Res())
+	case opClientWatch:
+		// A poll on a socket also completes on a half-close (POLLRDHUP),
+		// which is no reason to give up: the client's bytes and its FIN
+		// wait for the backend. Watching ends then, as a new poll would
+		// complete at once.
+		c.watching = false
+		if res := cqe.Res(); res > 0 && res&(unix.POLLERR|unix.POLLHUP) != 0 && c.state != ustateOpen && !c.closing {
+			w.release(c) // the client gave up while we connected
+		}
 	case opLinkTimeout, opCancel:
 	}
 	if c.closing && c.inflight == 0 {
@@ -372,7 +397,7 @@ func (w *uworker) cancelAccepts() {
 		if w.acceptArmed[i] {
 			s := w.sqe()
 			s.PrepCancel(ring.PackUserData(opAccept, 0, uint32(i)), 0)
-			s.SetUserData(ring.PackUserData(opCancel, 0, 0))
+			s.SetUserData(ring.PackUserData(opAcceptCancel, 0, 0))
 		}
 	}
 }
@@ -393,6 +418,10 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.ECANCELED:
 		default:
 			w.s.Log.Warnf("Failed to accept connection, ignoring: %s", ErrnoString(unix.Errno(-res)))
+			if !cqe.More() {
+				// It may fail again at once: do not re-arm in a loop.
+				w.pauseAccept(unix.Errno(-res))
+			}
 		}
 	}
 	w.ensureAccept(i)
@@ -486,6 +515,8 @@ func (w *uworker) handleWake() {
 // until the kernel has let go of every request, so no memory it may still
 // touch is freed under it.
 func (w *uworker) closeAll() {
+	w.stopping.Store(true) // also on an error: no accept is re-armed
+	w.cancelAccepts()      // clients not yet accepted stay for the next instance
 	for _, c := range w.conns {
 		if c != nil && c.state != ustateFree && !c.closing {
 			for _, fd := range [2]int{c.client, c.backend} {
@@ -517,6 +548,10 @@ func (w *uworker) busy() bool {
 }
 
 func (w *uworker) teardown() {
+	drained := !w.busy()
+	if w.lookups != nil {
+		w.lookups.Close()
+	}
 	if w.r != nil {
 		_, _ = w.r.Submit()
 		w.r.Close() // cancels what is left: accepts, the wake poll
@@ -534,14 +569,17 @@ func (w *uworker) teardown() {
 			w.s.Tracker.Close()
 		}
 	}
+	w.wakeMu.Lock()
 	if w.wakefd >= 0 {
 		unix.Close(w.wakefd)
 		w.wakefd = -1
 	}
+	w.wakeMu.Unlock()
 	w.pipes.CloseAll()
 	// The buffer memory is not unmapped while requests could still use
-	// it: only after a clean drain.
-	if w.bufMem != nil && !w.busy() {
+	// it: only after a clean drain. Otherwise it stays mapped (the process
+	// is on its way out).
+	if w.bufMem != nil && drained {
 		_ = ring.FreePinned(w.bufMem)
 		w.bufMem = nil
 	}

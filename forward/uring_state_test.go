@@ -63,10 +63,13 @@ func (w *uworker) feed(c *uconn, op uint8, res int32, flags uint32) {
 	w.dispatch(ring.NewCQE(w.ud(op, c), res, flags))
 }
 
-// connect completes c's connect and its linked timeout.
+// connect completes c's connect and its linked timeout, and the end of
+// the watch on the client that the connect phase keeps.
 func connect(w *uworker, c *uconn) {
 	w.feed(c, opConnect, 0, 0)
 	w.feed(c, opLinkTimeout, -int32(unix.ECANCELED), 0)
+	w.feed(c, opClientWatch, -int32(unix.ECANCELED), 0)
+	w.feed(c, opCancel, 0, 0)
 }
 
 func TestUringStateConnect(t *testing.T) {
@@ -85,8 +88,8 @@ func TestUringStateConnect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
 			c, _ := newStateConn(t, w)
-			if c.state != ustateConnecting || c.inflight != 2 {
-				t.Fatalf("after accept: state %d, %d in flight; want connecting with connect and linked timeout", c.state, c.inflight)
+			if c.state != ustateConnecting || c.inflight != 3 {
+				t.Fatalf("after accept: state %d, %d in flight; want connecting with connect, linked timeout and a watch on the client", c.state, c.inflight)
 			}
 			for _, res := range tc.results {
 				w.feed(c, opConnect, res, 0)
@@ -105,6 +108,8 @@ func TestUringStateConnect(t *testing.T) {
 			}
 			switch tc.wantState {
 			case ustateOpen:
+				w.feed(c, opClientWatch, -int32(unix.ECANCELED), 0)
+				w.feed(c, opCancel, 0, 0)
 				if c.inflight != 2 {
 					t.Errorf("%d in flight when open, want a recv each way", c.inflight)
 				}
@@ -205,31 +210,30 @@ func TestUringStateNoBuffers(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
 	c, _ := newStateConn(t, w)
 	connect(w, c)
-	// Every buffer is in flight: the recv waits for one to come back.
+	// Every buffer is held (by sends to clients that do not read, say):
+	// the direction moves to the splice path, which needs none, and
+	// waits for its source there.
 	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
-	if len(w.starved) != 1 || c.inflight != 1 {
-		t.Fatalf("after -ENOBUFS: %d starved, %d in flight", len(w.starved), c.inflight)
-	}
-	w.recycle(0)
-	w.retryStarved()
-	if len(w.starved) != 0 || c.inflight != 2 {
-		t.Fatalf("after a buffer came back: %d starved, %d in flight; want the recv re-armed", len(w.starved), c.inflight)
+	if d := c.dirs[0]; len(w.starved) != 0 || !d.splice || !d.pollIn || c.inflight != 2 {
+		t.Fatalf("after -ENOBUFS: %d starved, %+v, %d in flight; want the splice path polling", len(w.starved), d, c.inflight)
 	}
 }
 
-// TestUringStateStarvedIdle: idle directions that found the ring empty are
-// all retried when one buffer comes back, not one per buffer: a retried
-// recv that finds no data gives its buffer back, so no further buffer
-// would come back to retry the others.
+// TestUringStateStarvedIdle: starved directions are all retried when one
+// buffer comes back, not one per buffer: a retried recv that finds no data
+// gives its buffer back, so no further buffer would come back to retry
+// the others.
 func TestUringStateStarvedIdle(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
 	c1, _ := newStateConn(t, w)
 	connect(w, c1)
 	c2, _ := newStateConn(t, w)
 	connect(w, c2)
+	// As after recvs that found no buffer where no pipe could be had
+	// either (out of descriptors).
 	for _, c := range []*uconn{c1, c2} {
-		w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
-		w.feed(c, opRecv+1, -int32(unix.ENOBUFS), 0)
+		c.inflight -= 2
+		w.starved = append(w.starved, dirRef{c, c.gen, 0}, dirRef{c, c.gen, 1})
 	}
 	if len(w.starved) != 4 {
 		t.Fatalf("%d starved directions, want 4", len(w.starved))
@@ -262,5 +266,51 @@ func TestUringStateToSplice(t *testing.T) {
 	w.feed(c, opSend+1, 100, 0)
 	if c.dirs[1].splice {
 		t.Fatal("a 100-byte message moved its direction to the splice path")
+	}
+}
+
+// TestUringStateClientGone: a client that fails while its backend is
+// being connected ends the connection, as in the epoll engine, instead of
+// leaving it to retry for as long as the connect timeout allows.
+func TestUringStateClientGone(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", time.Hour)
+	c, _ := newStateConn(t, w)
+	w.feed(c, opConnect, -int32(unix.ECONNREFUSED), 0)
+	w.feed(c, opLinkTimeout, -int32(unix.ECANCELED), 0)
+	if c.state != ustateBackoff {
+		t.Fatalf("state %d, want backing off", c.state)
+	}
+	// A half-close is no reason to give up: the client's bytes wait.
+	w.feed(c, opClientWatch, int32(unix.POLLIN|unix.POLLRDHUP), 0)
+	if c.closing {
+		t.Fatal("a client's half-close during the connect phase ended the connection")
+	}
+	c.watching, c.inflight = true, c.inflight+1 // as if the watch were still armed
+	w.feed(c, opClientWatch, int32(unix.POLLHUP|unix.POLLERR), 0)
+	for c.closing && c.state != ustateFree && c.inflight > 0 {
+		w.feed(c, opCancel, 0, 0)
+	}
+	if c.state != ustateFree || w.s.Tracker.Open() != 0 {
+		t.Fatalf("after the client hung up: state %d, %d open", c.state, w.s.Tracker.Open())
+	}
+}
+
+// TestUringStateGenerationNeverZero: generation 0 is not a connection's,
+// even after the counter wraps.
+func TestUringStateGenerationNeverZero(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	w.feed(c, opRecv, 0, 0)
+	w.feed(c, opShutdown, 0, 0)
+	w.feed(c, opRecv+1, 0, 0)
+	w.feed(c, opShutdown+1, 0, 0)
+	if c.state != ustateFree {
+		t.Fatalf("state %d, want free", c.state)
+	}
+	c.gen = ring.UserDataGenMask // the next life wraps
+	c2, _ := newStateConn(t, w)
+	if c2 != c || c2.gen == 0 {
+		t.Fatalf("reused slot got generation %d", c2.gen)
 	}
 }

@@ -64,6 +64,7 @@ var cases = []struct {
 	{"ResetFromBackend", testResetFromBackend},
 	{"BackendNotListening", testBackendNotListening},
 	{"BackendStartsLate", testBackendStartsLate},
+	{"ClientGivesUpWhileConnecting", testClientGivesUp},
 	{"ConnectionLimit", testConnectionLimit},
 	{"IdleExitFromStart", testIdleExitFromStart},
 	{"IdleExitAfterLastConnection", testIdleExitAfterLast},
@@ -601,6 +602,35 @@ func testBackendStartsLate(t *testing.T, h Harness) {
 	if err != nil || string(got) != "early" {
 		t.Fatalf("got %q, %v; want the early bytes echoed once the backend is up", got, err)
 	}
+}
+
+// testClientGivesUp: a client that resets while the proxy keeps retrying
+// its backend is let go at once, not after the connect timeout.
+func testClientGivesUp(t *testing.T, h Harness) {
+	target := unusedAddr(t)
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: time.Hour})
+	fds := func() int {
+		u, err := ReadUsage(p.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.FDs
+	}
+	before := fds()
+	c := dial(t, addr).(*net.TCPConn)
+	waitFor(t, 5*time.Second, "the proxy to hold the client", func() bool { return fds() > before })
+	time.Sleep(100 * time.Millisecond) // retrying by now
+	holding := fds()
+	_ = c.SetLinger(0)
+	c.Close()
+	// The client's socket goes (the runtime may have opened descriptors
+	// of its own meanwhile, so compare with what the proxy held).
+	var after int
+	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool {
+		after = fds()
+		return after < holding
+	}, func() string { return fmt.Sprintf("%d fds, %d while holding the client", after, holding) })
 }
 
 // ---- limits and lifetime -------------------------------------------------------
