@@ -238,6 +238,12 @@ func pingPong(addr string, p RRParams, h *Histogram, ready *sync.WaitGroup, star
 	}
 	ready.Done()
 	<-start
+	return timeExchanges(p, h, end, exchange)
+}
+
+// timeExchanges runs exchange p.Ops times, or for p.Duration when Ops is
+// 0, recording each one's latency in h and the time the last one ended.
+func timeExchanges(p RRParams, h *Histogram, end *time.Time, exchange func() error) error {
 	deadline := time.Now().Add(p.Duration)
 	for i := 0; ; i++ {
 		if p.Ops > 0 && i >= p.Ops {
@@ -306,23 +312,7 @@ func pingPongPinned(addr string, p RRParams, h *Histogram, ready *sync.WaitGroup
 	}
 	readyDone()
 	<-start
-	deadline := time.Now().Add(p.Duration)
-	for i := 0; ; i++ {
-		if p.Ops > 0 && i >= p.Ops {
-			break
-		}
-		t := time.Now()
-		if err := exchange(); err != nil {
-			return err
-		}
-		now := time.Now()
-		h.Record(now.Sub(t))
-		*end = now
-		if p.Ops <= 0 && now.After(deadline) {
-			break
-		}
-	}
-	return nil
+	return timeExchanges(p, h, end, exchange)
 }
 
 // ConnRateParams describes a connection-rate run.
