@@ -107,14 +107,23 @@ func (w *uworker) startConn(fd int) {
 	default:
 		c.deadline = w.now() + int64(t)
 	}
-	// While the backend is being connected nothing else looks at the
-	// client: a poll for no event reports only an error or a hang-up.
+	c.watching = false
+	w.connectRound(c)
+}
+
+// watchClient watches the client while its backend keeps it waiting (a
+// host name lookup, a back-off): nothing else looks at the client then,
+// and one that resets must be let go, not retried for the connect timeout.
+// A connect that succeeds at once, the common case, needs no watch.
+func (w *uworker) watchClient(c *uconn) {
+	if c.watching {
+		return
+	}
 	c.watching = true
 	s := w.sqe()
-	s.PrepPollAdd(fd, 0)
+	s.PrepPollAdd(c.client, 0) // no event asked: only errors and hang-ups
 	s.SetUserData(w.ud(opClientWatch, c))
 	c.inflight++
-	w.connectRound(c)
 }
 
 // connectRound tries the target's addresses, resolved again for a host name.
@@ -127,6 +136,7 @@ func (w *uworker) connectRound(c *uconn) {
 		return
 	}
 	c.state = ustateResolving
+	w.watchClient(c)
 	timeout := 30 * time.Second
 	if d := c.deadline - w.now(); c.deadline != 0 && c.deadline != math.MaxInt64 {
 		timeout = time.Duration(max(d, int64(time.Millisecond)))
@@ -226,6 +236,7 @@ func (w *uworker) retryOrFail(c *uconn) {
 		wait := min(int64(c.backoff), c.deadline-now)
 		c.backoff = NextBackoff(c.backoff)
 		c.state = ustateBackoff
+		w.watchClient(c)
 		c.backoffTS = ring.NewTimespec(time.Duration(wait))
 		s := w.sqe()
 		s.PrepTimeout(&c.backoffTS, 0, 0)

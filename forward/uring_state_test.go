@@ -66,10 +66,13 @@ func (w *uworker) feed(c *uconn, op uint8, res int32, flags uint32) {
 // connect completes c's connect and its linked timeout, and the end of
 // the watch on the client that the connect phase keeps.
 func connect(w *uworker, c *uconn) {
+	watching := c.watching
 	w.feed(c, opConnect, 0, 0)
 	w.feed(c, opLinkTimeout, -int32(unix.ECANCELED), 0)
-	w.feed(c, opClientWatch, -int32(unix.ECANCELED), 0)
-	w.feed(c, opCancel, 0, 0)
+	if watching {
+		w.feed(c, opClientWatch, -int32(unix.ECANCELED), 0)
+		w.feed(c, opCancel, 0, 0)
+	}
 }
 
 func TestUringStateConnect(t *testing.T) {
@@ -88,8 +91,8 @@ func TestUringStateConnect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
 			c, _ := newStateConn(t, w)
-			if c.state != ustateConnecting || c.inflight != 3 {
-				t.Fatalf("after accept: state %d, %d in flight; want connecting with connect, linked timeout and a watch on the client", c.state, c.inflight)
+			if c.state != ustateConnecting || c.inflight != 2 || c.watching {
+				t.Fatalf("after accept: state %d, %d in flight, watching %v; want connecting with connect and linked timeout", c.state, c.inflight, c.watching)
 			}
 			for _, res := range tc.results {
 				w.feed(c, opConnect, res, 0)
@@ -108,12 +111,13 @@ func TestUringStateConnect(t *testing.T) {
 			}
 			switch tc.wantState {
 			case ustateOpen:
-				w.feed(c, opClientWatch, -int32(unix.ECANCELED), 0)
-				w.feed(c, opCancel, 0, 0)
 				if c.inflight != 2 {
 					t.Errorf("%d in flight when open, want a recv each way", c.inflight)
 				}
 			case ustateBackoff:
+				if !c.watching {
+					t.Error("backing off without watching the client")
+				}
 				// The back-off ends: a new connect round.
 				w.feed(c, opBackoff, -int32(unix.ETIME), 0)
 				if c.state != ustateConnecting {
