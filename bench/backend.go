@@ -191,27 +191,39 @@ func (b *Backend) handle(c net.Conn) {
 }
 
 func (b *Backend) upload(c net.Conn, h header) {
+	if err := receiveStream(c, h, "client→backend"); err != nil {
+		b.fail(err)
+		if errors.Is(err, errCorrupt) {
+			c.Write([]byte{'X'})
+		}
+		return
+	}
+	c.Write([]byte{'K'})
+	io.Copy(io.Discard, c) // bytes past the announced total are the client's to notice
+}
+
+// errCorrupt marks a stream whose content differs from the pattern.
+var errCorrupt = errors.New("content corrupted")
+
+// receiveStream reads the h.total bytes of the pattern stream seeded
+// h.seed from c, checking every one; dir names the direction in errors,
+// which wrap errCorrupt when a byte is wrong.
+func receiveStream(c net.Conn, h header, dir string) error {
 	bp := bulkBufs.Get().(*[]byte)
 	defer bulkBufs.Put(bp)
 	buf := *bp
 	s := stream{seed: h.seed}
 	for left := h.total; left > 0; {
 		n, err := c.Read(buf[:min(uint64(len(buf)), left)])
-		if err := s.check(buf[:n]); err != nil {
-			b.fail(fmt.Errorf("client→backend: %w", err))
-			c.Write([]byte{'X'})
-			return
+		if cerr := s.check(buf[:n]); cerr != nil {
+			return fmt.Errorf("%s: %w: %w", dir, errCorrupt, cerr)
 		}
 		left -= uint64(n)
-		if err != nil {
-			if left > 0 {
-				b.fail(fmt.Errorf("client→backend: stream ended %d bytes early: %v", left, err))
-			}
-			return
+		if err != nil && left > 0 {
+			return fmt.Errorf("%s: stream ended %d bytes early: %w", dir, left, err)
 		}
 	}
-	c.Write([]byte{'K'})
-	io.Copy(io.Discard, c) // bytes past the announced total are the client's to notice
+	return nil
 }
 
 func download(c net.Conn, h header) {

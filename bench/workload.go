@@ -98,21 +98,7 @@ func downloadClient(c net.Conn, h header) error {
 	if _, err := c.Write(h.marshal(nil)); err != nil {
 		return err
 	}
-	bp := bulkBufs.Get().(*[]byte)
-	defer bulkBufs.Put(bp)
-	buf := *bp
-	s := stream{seed: h.seed}
-	for left := h.total; left > 0; {
-		n, err := c.Read(buf[:min(uint64(len(buf)), left)])
-		if cerr := s.check(buf[:n]); cerr != nil {
-			return fmt.Errorf("backend→client: %w", cerr)
-		}
-		left -= uint64(n)
-		if err != nil && left > 0 {
-			return fmt.Errorf("backend→client: stream ended %d bytes early: %w", left, err)
-		}
-	}
-	return nil
+	return receiveStream(c, h, "backend→client")
 }
 
 // RRParams describes a request/response (ping-pong) run.
