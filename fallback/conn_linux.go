@@ -64,6 +64,14 @@ type conn struct {
 
 	timerAt  int64
 	timerIdx int
+
+	ln         int    // listener index
+	lastActive int64  // loop clock when a byte last moved
+	sentUp     uint64 // bytes delivered to the backend
+	sentDown   uint64 // bytes delivered to the client
+	end        forward.End
+	endErr     unix.Errno
+	rec        forward.ConnRecord
 }
 
 // other returns the direction opposite to h.
@@ -74,8 +82,8 @@ func (c *conn) other(h *half) *half {
 	return &c.up
 }
 
-// startConn takes an accepted, admitted client socket.
-func (l *loop) startConn(fd int) {
+// startConn takes a client socket accepted on listener ln and admitted.
+func (l *loop) startConn(fd, ln int) {
 	var c *conn
 	if n := len(l.free); n > 0 {
 		c = l.conns[l.free[n-1]]
@@ -91,6 +99,14 @@ func (l *loop) startConn(fd int) {
 	c.up, c.down = half{}, half{}
 	c.addrs, c.next, c.lastErr, c.backoff = nil, 0, nil, forward.BackoffMin
 	c.timerIdx = -1
+	c.ln, c.lastActive, c.sentUp, c.sentDown, c.end, c.endErr = ln, l.clock, 0, 0, forward.EndClosed, 0
+	l.s.ClientNoDelay(ln, fd)
+	l.s.Begin(&c.rec, fd, ln)
+	lc := l.ctr.Listener(ln)
+	lc.Accepted.Add(1)
+	lc.Open.Add(1)
+	l.live++
+	l.armSweep(l.clock)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, connEvents, int(c.slot<<1), c.gen); err != nil {
 		l.s.Log.Warnf("Failed to add connection socket: %v", err)
 		l.release(c)
@@ -114,8 +130,8 @@ func (l *loop) startConn(fd int) {
 // addresses, resolved again for a host name.
 func (l *loop) connectRound(c *conn) {
 	c.next = 0
-	if l.static != nil {
-		c.addrs = l.static
+	if st := l.static[c.ln]; st != nil {
+		c.addrs = st
 		l.tryConnect(c)
 		return
 	}
@@ -127,13 +143,15 @@ func (l *loop) connectRound(c *conn) {
 	if timeout <= 0 || timeout == forward.Never {
 		timeout = 30 * time.Second
 	}
-	l.lookups.Start(l.s.Target, c.slot, c.gen, timeout)
+	l.lookups.Start(l.s.TargetOf(c.ln), c.slot, c.gen, timeout)
 }
 
 func (l *loop) resolvedAddrs(c *conn, addrs []unix.Sockaddr, err error) {
 	l.timer.cancel(c)
 	if err != nil {
-		l.s.Log.Errorf("%v (client %s, target %s)", err, forward.PeerName(c.client), l.s.Target)
+		l.s.Log.Errorf("%v (client %s, target %s)", err, forward.PeerName(c.client), l.s.TargetOf(c.ln))
+		l.ctr.FailedConnects.Add(1)
+		c.end, c.endErr = forward.EndConnectFailed, 0
 		l.release(c)
 		return
 	}
@@ -147,11 +165,13 @@ func (l *loop) tryConnect(c *conn) {
 	for c.next < len(c.addrs) {
 		sa := c.addrs[c.next]
 		c.next++
-		fd, err := unix.Socket(forward.SockaddrFamily(sa), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		family := forward.SockaddrFamily(sa)
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			c.lastErr = err
 			continue
 		}
+		l.s.PrepareBackend(fd, family)
 		err = unix.Connect(fd, sa)
 		if err != nil && err != unix.EINPROGRESS {
 			unix.Close(fd)
@@ -265,7 +285,12 @@ func (l *loop) finishConnect(c *conn, ev uint32) {
 
 func (l *loop) failConnect(c *conn) {
 	l.s.Log.Errorf("Failed to connect to remote host: %s (client %s, target %s)",
-		forward.ErrnoText(c.lastErr), forward.PeerName(c.client), l.s.Target)
+		forward.ErrnoText(c.lastErr), forward.PeerName(c.client), l.s.TargetOf(c.ln))
+	l.ctr.FailedConnects.Add(1)
+	c.end = forward.EndConnectFailed
+	if e, ok := c.lastErr.(unix.Errno); ok {
+		c.endErr = e
+	}
 	l.release(c)
 }
 
@@ -275,8 +300,33 @@ func (l *loop) connected(c *conn) {
 	l.timer.cancel(c)
 	c.state = stateOpen
 	c.addrs = nil
+	c.lastActive = l.clock
+	if l.s.ProxyProtocol != forward.ProxyNone && !l.sendProxyHeader(c) {
+		return
+	}
 	c.clientR, c.backendW = true, true
 	l.shovel(c)
+}
+
+// sendProxyHeader sends the PROXY protocol header before any byte of the
+// client's; a connection whose header cannot be sent is closed, since a
+// backend that expects one would take the client's bytes for it.
+func (l *loop) sendProxyHeader(c *conn) bool {
+	hdr, err := forward.ProxyHeaderFor(l.hdr[:0], l.s.ProxyProtocol, c.client)
+	if err == nil {
+		err = forward.WriteProxyHeader(c.backend, hdr)
+	}
+	if err != nil {
+		l.s.Log.Warnf("Failed to send the PROXY protocol header to %s: %v (client %s)",
+			l.s.TargetOf(c.ln), forward.ErrnoText(err), forward.PeerName(c.client))
+		c.end = forward.EndRefused
+		if e, ok := err.(unix.Errno); ok {
+			c.endErr = e
+		}
+		l.release(c)
+		return false
+	}
+	return true
 }
 
 // handleConnEvent records readiness from an epoll event and acts on it.
@@ -304,10 +354,12 @@ func (l *loop) handleConnEvent(slot, gen uint32, side int, ev uint32) {
 		if side == 1 && writable {
 			l.finishConnect(c, ev)
 		} else if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.end = forward.EndClientGone
 			l.release(c) // the client gave up while we connected
 		}
 	default:
 		if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.end = forward.EndClientGone
 			l.release(c)
 		}
 	}
@@ -377,6 +429,14 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 				return true, &pumpError{side: 1, errno: errno}
 			}
 			h.n -= n
+			c.lastActive = l.clock
+			if h == &c.up {
+				c.sentUp += uint64(n)
+				l.ctr.BytesUp.Add(uint64(n))
+			} else {
+				c.sentDown += uint64(n)
+				l.ctr.BytesDown.Add(uint64(n))
+			}
 			if h.n > 0 {
 				continue
 			}
@@ -457,15 +517,21 @@ func (l *loop) abort(c *conn, side int, errno unix.Errno) {
 	}
 	if side == 0 {
 		forward.ResetOnClose(c.backend)
+		c.end = forward.EndClientFailed
 	} else {
 		forward.ResetOnClose(c.client)
+		c.end = forward.EndBackendFailed
 	}
+	c.endErr = errno
 	l.release(c)
 }
 
 // release closes the connection's sockets and pipes and frees its slot.
 func (l *loop) release(c *conn) {
 	l.timer.cancel(c)
+	l.s.LogEnd(&c.rec, c.sentUp, c.sentDown, c.end, forward.ErrnoErr(c.endErr))
+	l.ctr.Listener(c.ln).Open.Add(-1)
+	l.live--
 	for _, h := range [2]*half{&c.up, &c.down} {
 		if h.hasPipe {
 			if h.n == 0 {

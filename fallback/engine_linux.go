@@ -51,7 +51,22 @@ func (Engine) Serve(ctx context.Context, s *forward.Server, ready func()) error 
 			}
 		}()
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.StopAccepting():
+		acked := make(chan struct{}, n)
+		for _, l := range loops {
+			l.stopAccepting(acked)
+		}
+		for range loops {
+			select {
+			case <-acked:
+			case <-ctx.Done():
+			}
+		}
+		s.AcceptsStopped()
+		<-ctx.Done()
+	}
 	for _, l := range loops {
 		l.stop()
 	}

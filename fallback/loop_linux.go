@@ -49,9 +49,18 @@ type loop struct {
 	wakefd int
 	epoch  time.Time
 
-	// static is this loop's copy of the target's fixed addresses: x/sys
-	// writes into a Sockaddr when it is used, so loops must not share them.
-	static []unix.Sockaddr
+	// static is this loop's copy of each listener's target's fixed
+	// addresses: x/sys writes into a Sockaddr when it is used, so loops
+	// must not share them.
+	static [][]unix.Sockaddr
+	ctr    *forward.Counters
+	hdr    [forward.MaxProxyHeader]byte // scratch for a PROXY header
+
+	// clock is the loop clock read once per wake-up: cheap enough to stamp
+	// every connection's activity with it.
+	clock     int64
+	live      int   // connections in the slot table
+	nextSweep int64 // loop clock of the next --idle-timeout sweep; 0: none
 
 	events []unix.EpollEvent
 	ctlEv  unix.EpollEvent // scratch for epoll_ctl, so it does not escape per call
@@ -69,8 +78,11 @@ type loop struct {
 	pipeWaiters       []connRef // connections that found no descriptor for a pipe
 	lastYield         int64     // loop clock of the last runtime.Gosched
 
-	lookups  *forward.Lookups // host name lookups, finished off the loop
-	stopping atomic.Bool      // set by Serve's goroutine, followed by a wake
+	lookups   *forward.Lookups // host name lookups, finished off the loop
+	stopping  atomic.Bool      // set by Serve's goroutine, followed by a wake
+	drainReq  atomic.Bool      // likewise: stop accepting, keep forwarding
+	acceptOff bool             // the listeners are out of the epoll set
+	acked     chan<- struct{}  // told once accepting has stopped
 }
 
 func newLoop(s *forward.Server) (*loop, error) {
@@ -80,7 +92,10 @@ func newLoop(s *forward.Server) (*loop, error) {
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
 		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: 32},
-		static: forward.CloneSockaddrs(s.Target.Static())}
+		ctr: s.NewCounters()}
+	for i := range s.Listeners {
+		l.static = append(l.static, forward.CloneSockaddrs(s.TargetOf(i).Static()))
+	}
 	l.lookups = forward.NewLookups(l.wake)
 	// Two sockets per connection, and a reserve of descriptors for a few
 	// pipes in flight, shared in turn by connections that wait for one.
@@ -116,6 +131,14 @@ func (l *loop) ctl(op, fd int, events uint32, token int, gen uint32) error {
 // now is the loop clock in nanoseconds, monotonic.
 func (l *loop) now() int64 { return int64(time.Since(l.epoch)) }
 
+// stopAccepting asks the loop to stop accepting and tell acked when it
+// has; safe from any goroutine.
+func (l *loop) stopAccepting(acked chan<- struct{}) {
+	l.acked = acked
+	l.drainReq.Store(true)
+	l.wake()
+}
+
 // stop asks the loop to return; safe from any goroutine.
 func (l *loop) stop() {
 	l.stopping.Store(true)
@@ -134,6 +157,7 @@ func (l *loop) run() error {
 	defer l.closeAll()
 	for !l.stopping.Load() {
 		n, err := unix.EpollWait(l.epfd, l.events, l.waitTimeout())
+		l.clock = l.now()
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -175,6 +199,9 @@ func (l *loop) waitTimeout() int {
 	if l.pipeRetryAt != 0 && (next == 0 || l.pipeRetryAt < next) {
 		next = l.pipeRetryAt
 	}
+	if l.nextSweep != 0 && (next == 0 || l.nextSweep < next) {
+		next = l.nextSweep
+	}
 	if next == 0 {
 		return -1
 	}
@@ -190,6 +217,13 @@ func (l *loop) waitTimeout() int {
 func (l *loop) handleWake() {
 	var buf [8]byte
 	_, _ = unix.Read(l.wakefd, buf[:])
+	if l.drainReq.Load() && !l.acceptOff {
+		l.acceptOff = true
+		for _, ln := range l.s.Listeners {
+			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.FD, nil)
+		}
+		l.acked <- struct{}{}
+	}
 	for _, r := range l.lookups.Take() {
 		if c := l.lookup(r.Slot, r.Gen); c != nil && c.state == stateResolving {
 			l.resolvedAddrs(c, r.Addrs, r.Err)
@@ -211,7 +245,7 @@ func (l *loop) lookup(slot, gen uint32) *conn {
 
 // acceptFrom accepts every client waiting on listener i.
 func (l *loop) acceptFrom(i int) {
-	if l.acceptPausedUntil != 0 || l.stopping.Load() {
+	if l.acceptPausedUntil != 0 || l.acceptOff || l.stopping.Load() {
 		return // resumed by a timer or a closing connection
 	}
 	lfd := l.s.Listeners[i].FD
@@ -235,7 +269,7 @@ func (l *loop) acceptFrom(i int) {
 			unix.Close(fd)
 			continue
 		}
-		l.startConn(fd)
+		l.startConn(fd, i)
 		if l.s.Tracker.Open() >= l.fdCap {
 			// Each connection needs a backend socket and, while bytes
 			// move, pipes: stop before clients take the descriptors.
@@ -259,7 +293,7 @@ func (l *loop) pauseAccept(err error) {
 // resumeAccept accepts again after a pause. Listeners are edge-triggered,
 // so waiting clients raise no new event: look at each listener now.
 func (l *loop) resumeAccept() {
-	if l.acceptPausedUntil == 0 || l.stopping.Load() {
+	if l.acceptPausedUntil == 0 || l.acceptOff || l.stopping.Load() {
 		return
 	}
 	l.acceptPausedUntil = 0
@@ -277,6 +311,9 @@ func (l *loop) runTimers() {
 	}
 	if l.pipeRetryAt != 0 && now >= l.pipeRetryAt {
 		l.retryPipeWaiters()
+	}
+	if l.nextSweep != 0 && now >= l.nextSweep {
+		l.sweepIdle(now)
 	}
 	for {
 		c := l.timer.popDue(now)
@@ -308,8 +345,36 @@ func (l *loop) runQueued() {
 func (l *loop) closeAll() {
 	for _, c := range l.conns {
 		if c != nil && c.state != stateFree {
+			c.end = forward.EndStopped
 			l.release(c)
 		}
+	}
+}
+
+// sweepIdle closes every open connection that moved no byte for the idle
+// timeout. One sweep a fraction of the timeout visits every connection:
+// cheaper than a timer per connection re-armed on every chunk, and the
+// timeout is a limit, not an appointment.
+func (l *loop) sweepIdle(now int64) {
+	l.nextSweep = 0
+	limit := int64(l.s.IdleTimeout)
+	for _, c := range l.conns {
+		if c != nil && c.state == stateOpen && now-c.lastActive >= limit {
+			l.ctr.IdleClosed.Add(1)
+			if l.s.Log.Enabled(forward.LevelDebug) {
+				l.s.Log.Debugf("Connection from %s: idle for %v, closing.", forward.PeerName(c.client), l.s.IdleTimeout)
+			}
+			c.end = forward.EndIdle
+			l.release(c)
+		}
+	}
+	l.armSweep(now)
+}
+
+// armSweep schedules the next idle sweep while the loop has connections.
+func (l *loop) armSweep(now int64) {
+	if l.nextSweep == 0 && l.live > 0 && l.s.IdleTimeoutOn() {
+		l.nextSweep = now + int64(forward.IdleSweepPeriod(l.s.IdleTimeout))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,63 @@ type Listener struct {
 	FD int
 	// Name is its FileDescriptorName= (LISTEN_FDNAMES), "unknown" if unset.
 	Name string
+	// Target is where its connections go; nil means the server's Target.
+	Target *Target
+}
+
+// Address is the address the listener is bound to, for messages.
+func (l Listener) Address() string {
+	sa, err := unix.Getsockname(l.FD)
+	if err != nil {
+		return fmt.Sprintf("fd %d", l.FD)
+	}
+	return FormatSockaddr(sa)
+}
+
+func (l Listener) targetOr(def *Target) *Target {
+	if l.Target != nil {
+		return l.Target
+	}
+	return def
+}
+
+// NamedTarget is one --target=NAME=TARGET.
+type NamedTarget struct {
+	Name   string
+	Target *Target
+}
+
+// AssignTargets gives each listener its target: the one named after its
+// FileDescriptorName=, otherwise def. A name that no listener has is an
+// error naming it (a typo must not silently send traffic elsewhere), and
+// so is a listener left without a target.
+func AssignTargets(ls []Listener, def *Target, named []NamedTarget) error {
+	for _, nt := range named {
+		found := false
+		for i := range ls {
+			if ls[i].Name == nt.Name {
+				ls[i].Target, found = nt.Target, true
+			}
+		}
+		if !found {
+			names := make([]string, len(ls))
+			for i, l := range ls {
+				names[i] = l.Name
+			}
+			return fmt.Errorf("No listening socket is named %q (--target=%s=%s); the sockets passed in are named: %s.",
+				nt.Name, nt.Name, nt.Target, strings.Join(names, ", "))
+		}
+	}
+	for i := range ls {
+		if ls[i].Target == nil {
+			if def == nil {
+				return fmt.Errorf("Listening socket %s (named %q) has no target: give a default target or --target=%s=TARGET.",
+					ls[i].Address(), ls[i].Name, ls[i].Name)
+			}
+			ls[i].Target = def
+		}
+	}
+	return nil
 }
 
 // The errors of socket activation, worded as systemd-socket-proxyd v252

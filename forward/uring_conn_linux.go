@@ -71,6 +71,14 @@ type uconn struct {
 	backoffOn bool
 	watching  bool // a poll watches the client during the connect phase
 
+	ln         int   // listener index
+	lastActive int64 // worker clock when a byte last moved
+	sentUp     uint64
+	sentDown   uint64
+	end        End
+	endErr     unix.Errno
+	rec        ConnRecord
+
 	sa        ring.RawSockaddr
 	linkTS    ring.Timespec
 	backoffTS ring.Timespec
@@ -78,8 +86,8 @@ type uconn struct {
 
 func (w *uworker) ud(op uint8, c *uconn) uint64 { return ring.PackUserData(op, c.gen, c.slot) }
 
-// startConn takes an accepted, admitted client socket.
-func (w *uworker) startConn(fd int) {
+// startConn takes a client socket accepted on listener ln and admitted.
+func (w *uworker) startConn(fd, ln int) {
 	var c *uconn
 	if n := len(w.free); n > 0 {
 		c = w.conns[w.free[n-1]]
@@ -96,6 +104,14 @@ func (w *uworker) startConn(fd int) {
 	c.client, c.backend = fd, -1
 	c.dirs = [2]udir{}
 	c.addrs, c.next, c.lastErr, c.backoff, c.backoffOn = nil, 0, nil, BackoffMin, false
+	c.ln, c.lastActive, c.sentUp, c.sentDown, c.end, c.endErr = ln, w.clock, 0, 0, EndClosed, 0
+	w.s.ClientNoDelay(ln, fd)
+	w.s.Begin(&c.rec, fd, ln)
+	lc := w.ctr.Listener(ln)
+	lc.Accepted.Add(1)
+	lc.Open.Add(1)
+	w.live++
+	w.armSweep()
 	if w.s.Log.Enabled(LevelDebug) {
 		w.s.Log.Debugf("New connection from %s", PeerName(fd))
 	}
@@ -130,8 +146,8 @@ func (w *uworker) watchClient(c *uconn) {
 func (w *uworker) connectRound(c *uconn) {
 	c.backoffOn = false
 	c.next = 0
-	if w.static != nil {
-		c.addrs = w.static
+	if st := w.static[c.ln]; st != nil {
+		c.addrs = st
 		w.tryConnect(c)
 		return
 	}
@@ -141,12 +157,14 @@ func (w *uworker) connectRound(c *uconn) {
 	if d := c.deadline - w.now(); c.deadline != 0 && c.deadline != math.MaxInt64 {
 		timeout = time.Duration(max(d, int64(time.Millisecond)))
 	}
-	w.lookups.Start(w.s.Target, c.slot, c.gen, timeout)
+	w.lookups.Start(w.s.TargetOf(c.ln), c.slot, c.gen, timeout)
 }
 
 func (w *uworker) resolvedAddrs(c *uconn, addrs []unix.Sockaddr, err error) {
 	if err != nil {
-		w.s.Log.Errorf("%v (client %s, target %s)", err, PeerName(c.client), w.s.Target)
+		w.s.Log.Errorf("%v (client %s, target %s)", err, PeerName(c.client), w.s.TargetOf(c.ln))
+		w.ctr.FailedConnects.Add(1)
+		c.end = EndConnectFailed
 		w.release(c)
 		return
 	}
@@ -161,7 +179,8 @@ func (w *uworker) tryConnect(c *uconn) {
 	for c.next < len(c.addrs) {
 		sa := c.addrs[c.next]
 		c.next++
-		fd, err := unix.Socket(SockaddrFamily(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		family := SockaddrFamily(sa)
+		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			c.lastErr = err
 			if err == unix.EMFILE || err == unix.ENFILE {
@@ -171,6 +190,7 @@ func (w *uworker) tryConnect(c *uconn) {
 			}
 			continue
 		}
+		w.s.PrepareBackend(fd, family)
 		if err := c.sa.Set(sa); err != nil {
 			unix.Close(fd)
 			c.lastErr = err
@@ -250,7 +270,12 @@ func (w *uworker) retryOrFail(c *uconn) {
 
 func (w *uworker) failConnect(c *uconn) {
 	w.s.Log.Errorf("Failed to connect to remote host: %s (client %s, target %s)",
-		ErrnoText(c.lastErr), PeerName(c.client), w.s.Target)
+		ErrnoText(c.lastErr), PeerName(c.client), w.s.TargetOf(c.ln))
+	w.ctr.FailedConnects.Add(1)
+	c.end = EndConnectFailed
+	if e, ok := c.lastErr.(unix.Errno); ok {
+		c.endErr = e
+	}
 	w.release(c)
 }
 
@@ -259,14 +284,52 @@ func (w *uworker) failConnect(c *uconn) {
 func (w *uworker) connected(c *uconn) {
 	c.state = ustateOpen
 	c.addrs = nil
+	c.lastActive = w.clock
 	if c.watching {
 		s := w.sqe()
 		s.PrepCancel(w.ud(opClientWatch, c), 0)
 		s.SetUserData(w.ud(opCancel, c))
 		c.inflight++
 	}
+	if w.s.ProxyProtocol != ProxyNone && !w.sendProxyHeader(c) {
+		return
+	}
 	w.armRecv(c, 0)
 	w.armRecv(c, 1)
+}
+
+// sendProxyHeader sends the PROXY protocol header before any byte of the
+// client's, as a non-blocking send: on a socket just connected the ≤ 108
+// bytes always fit. A connection whose header cannot be sent is closed,
+// since a backend that expects one would take the client's bytes for it.
+func (w *uworker) sendProxyHeader(c *uconn) bool {
+	hdr, err := ProxyHeaderFor(w.hdr[:0], w.s.ProxyProtocol, c.client)
+	if err == nil {
+		err = WriteProxyHeader(c.backend, hdr)
+	}
+	if err != nil {
+		w.s.Log.Warnf("Failed to send the PROXY protocol header to %s: %v (client %s)",
+			w.s.TargetOf(c.ln), ErrnoText(err), PeerName(c.client))
+		c.end = EndRefused
+		if e, ok := err.(unix.Errno); ok {
+			c.endErr = e
+		}
+		w.release(c)
+		return false
+	}
+	return true
+}
+
+// sent counts n bytes delivered by direction d.
+func (w *uworker) sent(c *uconn, d int, n int) {
+	c.lastActive = w.clock
+	if d == 0 {
+		c.sentUp += uint64(n)
+		w.ctr.BytesUp.Add(uint64(n))
+	} else {
+		c.sentDown += uint64(n)
+		w.ctr.BytesDown.Add(uint64(n))
+	}
 }
 
 // fds returns direction d's source and sink: 0 is client → backend.
@@ -342,6 +405,7 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 		return
 	}
 	dir.off += int(res)
+	w.sent(c, d, int(res))
 	if dir.off < dir.n {
 		w.send(c, d) // a short send: the rest
 		return
@@ -399,6 +463,7 @@ func (w *uworker) pump(c *uconn, d int) {
 				return
 			}
 			dir.inPipe -= n
+			w.sent(c, d, n)
 			if dir.inPipe > 0 {
 				continue
 			}
@@ -564,9 +629,12 @@ func (w *uworker) abort(c *uconn, side int, errno unix.Errno) {
 	}
 	if side == 0 {
 		ResetOnClose(c.backend)
+		c.end = EndClientFailed
 	} else {
 		ResetOnClose(c.client)
+		c.end = EndBackendFailed
 	}
+	c.endErr = errno
 	w.release(c)
 }
 
@@ -629,6 +697,9 @@ func (w *uworker) finish(c *uconn) {
 	}
 	c.client, c.backend = -1, -1
 	c.state = ustateFree
+	w.s.LogEnd(&c.rec, c.sentUp, c.sentDown, c.end, ErrnoErr(c.endErr))
+	w.ctr.Listener(c.ln).Open.Add(-1)
+	w.live--
 	c.addrs, c.lastErr = nil, nil
 	w.free = append(w.free, c.slot)
 	w.s.Tracker.Close()
@@ -637,4 +708,37 @@ func (w *uworker) finish(c *uconn) {
 	} else if w.careful {
 		w.checkDescriptors()
 	}
+}
+
+// armSweep arms the --idle-timeout sweep while the worker has connections.
+func (w *uworker) armSweep() {
+	if w.sweepArmed || w.live == 0 || !w.s.IdleTimeoutOn() || w.stopping.Load() {
+		return
+	}
+	w.sweepArmed = true
+	w.sweepTS = ring.NewTimespec(IdleSweepPeriod(w.s.IdleTimeout))
+	s := w.sqe()
+	s.PrepTimeout(&w.sweepTS, 0, 0)
+	s.SetUserData(ring.PackUserData(opSweep, 0, 0))
+}
+
+// sweepIdle closes every open connection that moved no byte for the idle
+// timeout. One ring timeout per worker, a fraction of the idle timeout
+// apart, visits every connection: cheaper than a timeout per connection
+// re-armed on every chunk.
+func (w *uworker) sweepIdle() {
+	w.sweepArmed = false
+	now := w.now()
+	limit := int64(w.s.IdleTimeout)
+	for _, c := range w.conns {
+		if c != nil && c.state == ustateOpen && !c.closing && now-c.lastActive >= limit {
+			w.ctr.IdleClosed.Add(1)
+			if w.s.Log.Enabled(LevelDebug) {
+				w.s.Log.Debugf("Connection from %s: idle for %v, closing.", PeerName(c.client), w.s.IdleTimeout)
+			}
+			c.end = EndIdle
+			w.release(c)
+		}
+	}
+	w.armSweep()
 }

@@ -64,6 +64,7 @@ const (
 	_
 	opAcceptCancel // a worker's cancel of its own accepts
 	opClientWatch  // the client failed while its backend was being connected
+	opSweep        // time for an --idle-timeout sweep
 )
 
 // Serve implements Engine.
@@ -110,6 +111,17 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 		case <-failed:
 			// A worker stopped on an error: stop the others too, rather
 			// than go on READY with part of the proxy gone.
+		case <-s.StopAccepting():
+			acked := make(chan struct{}, n)
+			for _, w := range workers {
+				w.stopAccepting(acked)
+			}
+			waitAcks(ctx, failed, acked, n)
+			s.AcceptsStopped()
+			select {
+			case <-ctx.Done():
+			case <-failed:
+			}
 		}
 	}
 	for _, w := range workers {
@@ -127,6 +139,20 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	return nil
 }
 
+// waitAcks waits until n workers have stopped accepting, or the engine
+// stops.
+func waitAcks(ctx context.Context, failed <-chan struct{}, acked <-chan struct{}, n int) {
+	for range n {
+		select {
+		case <-acked:
+		case <-ctx.Done():
+			return
+		case <-failed:
+			return
+		}
+	}
+}
+
 // uworker is one ring and the connections it accepted. Only its own
 // goroutine touches it, except the fields marked otherwise.
 type uworker struct {
@@ -136,8 +162,17 @@ type uworker struct {
 	bufMem []byte
 	wakefd int
 	epoch  time.Time
-	static []unix.Sockaddr
+	static [][]unix.Sockaddr // per listener: its target's fixed addresses
 	err    error
+	ctr    *Counters
+	hdr    [MaxProxyHeader]byte // scratch for a PROXY header
+
+	// clock is the worker clock read once per batch of completions: cheap
+	// enough to stamp every connection's activity with it.
+	clock      int64
+	live       int // connections in the slot table
+	sweepArmed bool
+	sweepTS    ring.Timespec
 
 	conns    []*uconn
 	free     []uint32
@@ -156,10 +191,13 @@ type uworker struct {
 	acceptTS     ring.Timespec
 	lastPauseLog int64
 
-	lookups  *Lookups
-	stopping atomic.Bool
-	wakeMu   sync.Mutex // wakefd is written by other goroutines and closed by teardown
-	wakeBuf  [8]byte
+	lookups   *Lookups
+	stopping  atomic.Bool
+	drainReq  atomic.Bool     // stop accepting, keep forwarding
+	acceptOff bool            // the worker has stopped accepting
+	acked     chan<- struct{} // told once no accept is armed any more
+	wakeMu    sync.Mutex      // wakefd is written by other goroutines and closed by teardown
+	wakeBuf   [8]byte
 }
 
 type dirRef struct {
@@ -173,7 +211,10 @@ func (w *uworker) setup() error {
 	w.pipes.Max = 32
 	w.lookups = NewLookups(w.wake)
 	w.fdCap = ConnectionCapacity(2, 16)
-	w.static = CloneSockaddrs(w.s.Target.Static())
+	w.ctr = w.s.NewCounters()
+	for i := range w.s.Listeners {
+		w.static = append(w.static, CloneSockaddrs(w.s.TargetOf(i).Static()))
+	}
 	w.cqes = make([]*ring.CQE, uringBatch)
 	r, err := ring.Setup(uringSQEntries, &ring.Options{
 		CQEntries: uringCQEntries,
@@ -216,6 +257,14 @@ func (w *uworker) buf(bid uint16) []byte {
 
 // now is the worker clock in nanoseconds, monotonic.
 func (w *uworker) now() int64 { return int64(time.Since(w.epoch)) }
+
+// stopAccepting asks the worker to stop accepting and tell acked when no
+// accept is armed any more; safe from any goroutine.
+func (w *uworker) stopAccepting(acked chan<- struct{}) {
+	w.acked = acked
+	w.drainReq.Store(true)
+	w.wake()
+}
 
 // stop asks the worker to return; safe from any goroutine.
 func (w *uworker) stop() {
@@ -289,6 +338,7 @@ func (w *uworker) reap() int {
 		if n == 0 {
 			return total
 		}
+		w.clock = w.now()
 		for _, p := range w.cqes[:n] {
 			w.dispatch(*p)
 		}
@@ -316,6 +366,9 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		w.handleWake()
 		return
 	case opAcceptCancel:
+		return
+	case opSweep:
+		w.sweepIdle()
 		return
 	case opClose:
 		if cqe.Res() < 0 {
@@ -357,6 +410,7 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		// complete at once.
 		c.watching = false
 		if res := cqe.Res(); res > 0 && res&(unix.POLLERR|unix.POLLHUP) != 0 && c.state != ustateOpen && !c.closing {
+			c.end = EndClientGone
 			w.release(c) // the client gave up while we connected
 		}
 	case opLinkTimeout, opCancel:
@@ -377,7 +431,7 @@ const careMargin = 64
 // is paused, or the worker stops: multishot normally, single near the
 // descriptor limit.
 func (w *uworker) ensureAccept(i int) {
-	if w.acceptArmed[i] || w.acceptPaused || w.stopping.Load() {
+	if w.acceptArmed[i] || w.acceptPaused || w.acceptOff || w.stopping.Load() {
 		return
 	}
 	w.acceptArmed[i] = true
@@ -412,7 +466,7 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		}
 	}
 	if res >= 0 {
-		w.acceptOne(int(res))
+		w.acceptOne(int(res), i)
 	} else {
 		switch unix.Errno(-res) {
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.ECANCELED:
@@ -425,10 +479,12 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		}
 	}
 	w.ensureAccept(i)
+	w.ackAcceptsStopped()
 }
 
-// acceptOne admits an accepted client, or turns it away at the limit.
-func (w *uworker) acceptOne(fd int) {
+// acceptOne admits a client accepted on listener ln, or turns it away at
+// the limit. One accepted while the drain starts is served: it is ours now.
+func (w *uworker) acceptOne(fd, ln int) {
 	if w.stopping.Load() {
 		unix.Close(fd)
 		return
@@ -438,8 +494,23 @@ func (w *uworker) acceptOne(fd int) {
 		unix.Close(fd)
 		return
 	}
-	w.startConn(fd)
+	w.startConn(fd, ln)
 	w.checkDescriptors()
+}
+
+// ackAcceptsStopped tells Serve, once, that the worker stopped accepting
+// and the kernel holds no accept of its any more.
+func (w *uworker) ackAcceptsStopped() {
+	if !w.acceptOff || w.acked == nil {
+		return
+	}
+	for _, armed := range w.acceptArmed {
+		if armed {
+			return
+		}
+	}
+	w.acked <- struct{}{}
+	w.acked = nil
 }
 
 // checkDescriptors moves between multishot accept, single accepts and a
@@ -477,7 +548,7 @@ func (w *uworker) pauseAccept(err unix.Errno) {
 }
 
 func (w *uworker) resumeAccept() {
-	if !w.acceptPaused || w.stopping.Load() {
+	if !w.acceptPaused || w.acceptOff || w.stopping.Load() {
 		return
 	}
 	w.acceptPaused = false
@@ -501,6 +572,11 @@ func (w *uworker) handleWake() {
 		return
 	}
 	w.armWake()
+	if w.drainReq.Load() && !w.acceptOff {
+		w.acceptOff = true
+		w.cancelAccepts()
+		w.ackAcceptsStopped()
+	}
 	for _, r := range w.lookups.Take() {
 		if int(r.Slot) < len(w.conns) {
 			if c := w.conns[r.Slot]; c != nil && c.gen == r.Gen && c.state == ustateResolving && !c.closing {
@@ -524,6 +600,7 @@ func (w *uworker) closeAll() {
 					_ = unix.Shutdown(fd, unix.SHUT_RDWR)
 				}
 			}
+			c.end = EndStopped
 			w.release(c)
 		}
 	}

@@ -23,7 +23,21 @@ func newStateWorker(t *testing.T, target string, connectTimeout time.Duration) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Target: tg, ConnectTimeout: connectTimeout, Log: NewLogger(io.Discard, LevelDebug, false)}
+	// One real listener that no client connects to: connections are fed
+	// to the worker as if accepted on it.
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(lfd) })
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 1); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Target: tg, ConnectTimeout: connectTimeout, Log: NewLogger(io.Discard, LevelDebug, false),
+		Listeners: []Listener{{FD: lfd, Name: "state"}}}
 	s.Tracker = NewTracker(16, Never, nil, nil)
 	w := &uworker{s: s, wakefd: -1}
 	if err := w.setup(); err != nil {
@@ -55,7 +69,7 @@ func newStateConn(t *testing.T, w *uworker) (*uconn, int) {
 	if !w.s.Tracker.TryOpen() {
 		t.Fatal("tracker full")
 	}
-	w.startConn(fds[0])
+	w.startConn(fds[0], 0)
 	return w.conns[len(w.conns)-1], fds[1]
 }
 

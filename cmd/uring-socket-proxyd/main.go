@@ -32,10 +32,23 @@ func run(argv []string, stdout, stderr io.Writer, log *forward.Logger) int {
 		return code
 	}
 
-	target, err := forward.ParseTarget(cfg.target)
-	if err != nil {
-		log.Errorf("Invalid target: %v", err)
-		return 1
+	var target *forward.Target
+	if cfg.target != "" {
+		t, err := forward.ParseTarget(cfg.target)
+		if err != nil {
+			log.Errorf("Invalid target: %v", err)
+			return 1
+		}
+		target = t
+	}
+	named := make([]forward.NamedTarget, 0, len(cfg.targets))
+	for _, nt := range cfg.targets {
+		t, err := forward.ParseTarget(nt.target)
+		if err != nil {
+			log.Errorf("Invalid target for %s: %v", nt.name, err)
+			return 1
+		}
+		named = append(named, forward.NamedTarget{Name: nt.name, Target: t})
 	}
 	engine, why, err := selectEngine(cfg.engine, log)
 	if err != nil {
@@ -48,26 +61,86 @@ func run(argv []string, stdout, stderr io.Writer, log *forward.Logger) int {
 		log.Errorf("%v", err)
 		return 1
 	}
-	log.Infof("Using the %s engine (%s), forwarding %d listener(s) to %s.", engine.Name(), why, len(listeners), target)
+	if err := forward.AssignTargets(listeners, target, named); err != nil {
+		log.Errorf("%v", err)
+		return 1
+	}
+	logStart(log, engine.Name(), why, listeners, target)
 
 	// Writes to a socket whose peer is gone must fail with EPIPE, and a
 	// closed stderr must not kill a proxy that is carrying traffic.
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	s := &forward.Server{
 		Listeners:      listeners,
 		Target:         target,
 		ConnectTimeout: cfg.connectTimeout,
+		IdleTimeout:    cfg.idleTimeout,
+		ProxyProtocol:  cfg.proxyProtocol,
+		NoDelay:        cfg.noDelay,
+		KeepAlive:      cfg.keepAlive,
+		LogConnections: cfg.logConnections,
 		Threads:        cfg.threads,
 		Log:            log,
 	}
-	if err := forward.Run(ctx, engine, s, forward.Options{ConnectionsMax: cfg.connectionsMax, ExitIdleTime: cfg.exitIdleTime}); err != nil {
+	s.PrepareListeners()
+	ctx, hurry := handleSignals(s)
+	o := forward.Options{
+		ConnectionsMax: cfg.connectionsMax,
+		ExitIdleTime:   cfg.exitIdleTime,
+		DrainTimeout:   cfg.drainTimeout,
+		Hurry:          hurry,
+	}
+	if err := forward.Run(ctx, engine, s, o); err != nil {
 		log.Errorf("%v", err)
 		return 1
 	}
 	return 0
+}
+
+// handleSignals turns signals into the proxy's controls: the first SIGTERM
+// or SIGINT ends ctx (stop accepting, drain), the second closes hurry
+// (close what is left now), SIGUSR1 logs the figures.
+func handleSignals(s *forward.Server) (ctx context.Context, hurry <-chan struct{}) {
+	ctx, stop := context.WithCancel(context.Background())
+	h := make(chan struct{})
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	go func() {
+		stops := 0
+		for sig := range sigs {
+			if sig == syscall.SIGUSR1 {
+				s.LogStats()
+				continue
+			}
+			stops++
+			switch stops {
+			case 1:
+				stop()
+			case 2:
+				close(h)
+			}
+		}
+	}()
+	return ctx, h
+}
+
+// logStart says which engine serves which listeners, and where each goes.
+func logStart(log *forward.Logger, engine, why string, ls []forward.Listener, def *forward.Target) {
+	routes := map[string]bool{}
+	for _, l := range ls {
+		if l.Target != def {
+			routes[l.Name] = true
+		}
+	}
+	if len(routes) == 0 {
+		log.Infof("Using the %s engine (%s), forwarding %d listener(s) to %s.", engine, why, len(ls), def)
+		return
+	}
+	log.Infof("Using the %s engine (%s), forwarding %d listener(s).", engine, why, len(ls))
+	for _, l := range ls {
+		log.Infof("Listener %s (%s) → %s.", l.Address(), l.Name, l.Target)
+	}
 }
 
 // raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit: every

@@ -69,7 +69,7 @@ func TestBehaviourUring(t *testing.T) {
 // v252 itself: it shows those cases describe the behaviour users rely on.
 func TestBehaviourReference(t *testing.T) {
 	haveReference(t)
-	proxytest.RunCommon(t, proxytest.Binary(reference))
+	proxytest.RunCommon(t, proxytest.Reference(reference))
 }
 
 // result is what one run of a binary printed and returned.

@@ -15,13 +15,23 @@ import (
 
 // config is the parsed command line.
 type config struct {
-	target         string
+	target         string // "" when every listener has a --target
 	connectionsMax uint32
 	exitIdleTime   time.Duration
 	connectTimeout time.Duration
 	engine         string
 	threads        int
+	drainTimeout   time.Duration
+	idleTimeout    time.Duration
+	proxyProtocol  forward.ProxyVersion
+	keepAlive      bool
+	noDelay        bool
+	logConnections bool
+	targets        []namedTarget
 }
+
+// namedTarget is one --target=NAME=TARGET, its target not yet parsed.
+type namedTarget struct{ name, target string }
 
 // The options. Original marks those of systemd-socket-proxyd v252: an
 // abbreviation that named one of them there still does here, whatever
@@ -34,13 +44,23 @@ var (
 	optConnectTimeout = getopt.Option{Long: "connect-timeout", Arg: getopt.RequiredArgument}
 	optEngine         = getopt.Option{Long: "engine", Arg: getopt.RequiredArgument}
 	optThreads        = getopt.Option{Long: "threads", Arg: getopt.RequiredArgument}
-	options           = []getopt.Option{optHelp, optVersion, optConnectionsMax, optExitIdleTime, optConnectTimeout, optEngine, optThreads}
+	optDrainTimeout   = getopt.Option{Long: "drain-timeout", Arg: getopt.RequiredArgument}
+	optProxyProtocol  = getopt.Option{Long: "proxy-protocol", Arg: getopt.RequiredArgument}
+	optIdleTimeout    = getopt.Option{Long: "idle-timeout", Arg: getopt.RequiredArgument}
+	optKeepAlive      = getopt.Option{Long: "keepalive"}
+	optNoDelay        = getopt.Option{Long: "nodelay", Arg: getopt.RequiredArgument}
+	optTarget         = getopt.Option{Long: "target", Arg: getopt.RequiredArgument}
+	optLogConnections = getopt.Option{Long: "log-connections"}
+	options           = []getopt.Option{optHelp, optVersion, optConnectionsMax, optExitIdleTime,
+		optConnectTimeout, optEngine, optThreads, optDrainTimeout, optIdleTimeout,
+		optKeepAlive, optNoDelay, optTarget, optLogConnections}
 )
 
 // Defaults.
 const (
 	defaultConnectionsMax = 256
 	defaultConnectTimeout = 5 * time.Second
+	defaultDrainTimeout   = 10 * time.Second
 )
 
 // parseCommandLine parses argv as v252 does: options in order, the first
@@ -59,6 +79,9 @@ func parseCommandLine(argv []string, stdout, stderr io.Writer, log *forward.Logg
 		connectTimeout: defaultConnectTimeout,
 		engine:         "auto",
 		threads:        0, // the engine's default
+		drainTimeout:   defaultDrainTimeout,
+		idleTimeout:    forward.Never,
+		noDelay:        true,
 	}
 	fail := func(format string, args ...any) (config, bool, int) {
 		log.Errorf(format, args...)
@@ -111,16 +134,71 @@ func parseCommandLine(argv []string, stdout, stderr io.Writer, log *forward.Logg
 				return fail("Failed to parse --threads= argument: %s (expected 1 to 1024)", ev.Value)
 			}
 			cfg.threads = int(n)
+		case optDrainTimeout.Long:
+			d, err := timespan.Parse(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --drain-timeout= argument: %s", ev.Value)
+			}
+			cfg.drainTimeout = d
+		case optIdleTimeout.Long:
+			d, err := timespan.Parse(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --idle-timeout= argument: %s", ev.Value)
+			}
+			if d == 0 {
+				d = forward.Never // 0 turns it off, as systemd's timeouts do
+			}
+			cfg.idleTimeout = d
+		case optProxyProtocol.Long:
+			v, err := forward.ParseProxyVersion(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --proxy-protocol= argument: %s (expected v1 or v2)", ev.Value)
+			}
+			cfg.proxyProtocol = v
+		case optKeepAlive.Long:
+			cfg.keepAlive = true
+		case optNoDelay.Long:
+			b, err := parseBoolean(ev.Value)
+			if err != nil {
+				return fail("Failed to parse --nodelay= argument: %s (expected yes or no)", ev.Value)
+			}
+			cfg.noDelay = b
+		case optTarget.Long:
+			name, target, ok := strings.Cut(ev.Value, "=")
+			if !ok || name == "" || target == "" {
+				return fail("Failed to parse --target= argument: %s (expected NAME=TARGET)", ev.Value)
+			}
+			for _, nt := range cfg.targets {
+				if nt.name == name {
+					return fail("Failed to parse --target= argument: %s (a target for %q was given already)", ev.Value, name)
+				}
+			}
+			cfg.targets = append(cfg.targets, namedTarget{name, target})
+		case optLogConnections.Long:
+			cfg.logConnections = true
 		}
 	}
 	switch {
-	case len(operands) < 1:
+	case len(operands) < 1 && len(cfg.targets) == 0:
 		return fail("Not enough parameters.")
 	case len(operands) > 1:
 		return fail("Too many parameters.")
 	}
-	cfg.target = operands[0]
+	if len(operands) == 1 {
+		cfg.target = operands[0]
+	}
 	return cfg, false, 0
+}
+
+// parseBoolean parses a boolean as systemd's parse_boolean() does.
+func parseBoolean(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true, nil
+	case "0", "no", "n", "false", "f", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("invalid boolean %q", s)
 }
 
 // parseUint32Auto parses like systemd's safe_atou32(): strtoul with an
@@ -154,6 +232,17 @@ Bidirectionally proxy local sockets to another (possibly remote) socket.
      --engine=           io_uring, epoll, or auto (default: io_uring where the
                          kernel allows it, epoll otherwise)
      --threads=          Number of event loops (default: one per two CPUs)
+     --drain-timeout=    On SIGTERM/SIGINT, let open connections finish for
+                         this long before closing them (default 10s; 0
+                         closes at once)
+     --idle-timeout=     Close a connection that moved no data either way
+                         for this long (default infinity: never)
+     --keepalive         Enable TCP keepalive on connections to the target
+     --nodelay=BOOL      TCP_NODELAY on both legs (default yes)
+     --target=NAME=TARGET
+                         Send connections of the socket whose
+                         FileDescriptorName= is NAME to TARGET (repeatable)
+     --log-connections   Log one line per connection when it ends
   -h --help              Show this help
      --version           Show package version
 

@@ -72,6 +72,14 @@ var cases = []struct {
 	{"NoFDLeak", testNoFDLeak},
 	{"IdleConnectionHoldsTwoFDs", testIdleFDs},
 	{"StopClosesConnections", testStop},
+	{"DrainFinishesTransfer", testDrainFinishesTransfer},
+	{"DrainTimeout", testDrainTimeout},
+	{"SecondStopHurries", testSecondStopHurries},
+	{"DrainDefault", testDrainDefault},
+	{"IdleTimeout", testIdleTimeout},
+	{"NamedTargets", testNamedTargets},
+	{"NamedTargetsOnly", testNamedTargetsOnly},
+	{"LogConnections", testLogConnections},
 }
 
 // ---- helpers ---------------------------------------------------------------
