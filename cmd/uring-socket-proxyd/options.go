@@ -52,7 +52,7 @@ var (
 	optTarget         = getopt.Option{Long: "target", Arg: getopt.RequiredArgument}
 	optLogConnections = getopt.Option{Long: "log-connections"}
 	options           = []getopt.Option{optHelp, optVersion, optConnectionsMax, optExitIdleTime,
-		optConnectTimeout, optEngine, optThreads, optDrainTimeout, optIdleTimeout,
+		optConnectTimeout, optEngine, optThreads, optDrainTimeout, optProxyProtocol, optIdleTimeout,
 		optKeepAlive, optNoDelay, optTarget, optLogConnections}
 )
 
@@ -235,6 +235,8 @@ Bidirectionally proxy local sockets to another (possibly remote) socket.
      --drain-timeout=    On SIGTERM/SIGINT, let open connections finish for
                          this long before closing them (default 10s; 0
                          closes at once)
+     --proxy-protocol=   Send a PROXY protocol header (v1 or v2) to the target
+                         before any data
      --idle-timeout=     Close a connection that moved no data either way
                          for this long (default infinity: never)
      --keepalive         Enable TCP keepalive on connections to the target

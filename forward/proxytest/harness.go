@@ -31,6 +31,8 @@ type Options struct {
 	Targets map[string]string
 	// LogConnections asks for one log line per connection.
 	LogConnections bool
+	// ProxyProtocol is --proxy-protocol's value, "" for none.
+	ProxyProtocol string
 }
 
 // DrainDefault asks for the proxy's default drain time.
@@ -120,6 +122,13 @@ func (h inProcess) Start(t *testing.T, files []*os.File, target string, o Option
 		IdleTimeout:    o.IdleTimeout,
 		LogConnections: o.LogConnections,
 		NoDelay:        true,
+	}
+	if o.ProxyProtocol != "" {
+		v, err := forward.ParseProxyVersion(o.ProxyProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ProxyProtocol = v
 	}
 	s.PrepareListeners()
 	if o.ConnectTimeout != 0 {
@@ -239,6 +248,9 @@ func (h binary) Start(t *testing.T, files []*os.File, target string, o Options) 
 	}
 	if o.LogConnections {
 		args = append(args, "--log-connections")
+	}
+	if o.ProxyProtocol != "" {
+		args = append(args, "--proxy-protocol="+o.ProxyProtocol)
 	}
 	for name, spec := range o.Targets {
 		args = append(args, "--target="+name+"="+spec)

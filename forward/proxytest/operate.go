@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -285,4 +286,93 @@ func testLogConnections(t *testing.T, h Harness) {
 			t.Errorf("log line %q: field %d is %q, want %q", m[0], i+1, m[i+1], w)
 		}
 	}
+}
+
+// testProxyProtocol: with --proxy-protocol the backend gets a header
+// naming the client and the address it connected to before any of the
+// client's bytes, which follow intact; Unix clients are UNKNOWN (v1) or
+// LOCAL (v2). The header is decoded here independently of the encoder.
+func testProxyProtocol(t *testing.T, h Harness) {
+	for _, version := range []string{"v1", "v2"} {
+		t.Run(version, func(t *testing.T) {
+			headers := make(chan string, 4)
+			bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+			serve(t, bl, func(c net.Conn) {
+				hdr, err := readProxyHeader(c, version)
+				if err != nil {
+					headers <- "error: " + err.Error()
+					return
+				}
+				headers <- hdr
+				echo(c)
+			})
+			tcpAddr, tcpFile := frontend(t)
+			sock := filepath.Join(t.TempDir(), "front.sock")
+			ul, unixFile := listen(t, "unix", sock)
+			h.Start(t, []*os.File{tcpFile, unixFile}, bl.Addr().String(), Options{ProxyProtocol: version})
+
+			c := dial(t, tcpAddr)
+			roundTripOn(t, c, "after the header")
+			want := "TCP4 " + strings.ReplaceAll(c.LocalAddr().String(), ":", " ") + " " + strings.ReplaceAll(tcpAddr, ":", " ")
+			if got := <-headers; got != want {
+				t.Errorf("TCP client: backend got header %q, want %q", got, want)
+			}
+			u := dial(t, ul.Addr().String())
+			roundTripOn(t, u, "after the header")
+			want = map[string]string{"v1": "UNKNOWN", "v2": "LOCAL"}[version]
+			if got := <-headers; got != want {
+				t.Errorf("Unix client: backend got header %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// readProxyHeader reads a PROXY header and returns it as
+// "TCP4 src dst sport dport" (addresses in order, ports in order, as v1
+// puts them), "UNKNOWN" or "LOCAL".
+func readProxyHeader(c net.Conn, version string) (string, error) {
+	if version == "v1" {
+		var line []byte
+		b := make([]byte, 1)
+		for !bytes.HasSuffix(line, []byte("\r\n")) {
+			if _, err := io.ReadFull(c, b); err != nil {
+				return "", err
+			}
+			line = append(line, b[0])
+			if len(line) > 107 {
+				return "", fmt.Errorf("v1 line longer than 107 bytes: %q", line)
+			}
+		}
+		f := strings.Fields(string(line))
+		if len(f) < 2 || f[0] != "PROXY" {
+			return "", fmt.Errorf("not a v1 header: %q", line)
+		}
+		if f[1] == "UNKNOWN" {
+			return "UNKNOWN", nil
+		}
+		if len(f) != 6 {
+			return "", fmt.Errorf("bad v1 header: %q", line)
+		}
+		return fmt.Sprintf("%s %s %s %s %s", f[1], f[2], f[4], f[3], f[5]), nil
+	}
+	hdr := make([]byte, 16)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return "", err
+	}
+	if !bytes.Equal(hdr[:12], []byte("\r\n\r\n\x00\r\nQUIT\n")) {
+		return "", fmt.Errorf("no v2 signature: %x", hdr)
+	}
+	body := make([]byte, int(hdr[14])<<8|int(hdr[15]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		return "", err
+	}
+	switch {
+	case hdr[12] == 0x20:
+		return "LOCAL", nil
+	case hdr[12] == 0x21 && hdr[13] == 0x11 && len(body) == 12:
+		ip := func(b []byte) string { return net.IP(b).String() }
+		port := func(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+		return fmt.Sprintf("TCP4 %s %d %s %d", ip(body[0:4]), port(body[8:10]), ip(body[4:8]), port(body[10:12])), nil
+	}
+	return "", fmt.Errorf("unexpected v2 header %x %x", hdr, body)
 }

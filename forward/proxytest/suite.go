@@ -80,6 +80,7 @@ var cases = []struct {
 	{"NamedTargets", testNamedTargets},
 	{"NamedTargetsOnly", testNamedTargetsOnly},
 	{"LogConnections", testLogConnections},
+	{"ProxyProtocol", testProxyProtocol},
 }
 
 // ---- helpers ---------------------------------------------------------------
