@@ -62,3 +62,56 @@ func ReadUsage(pid int) (Usage, error) {
 	u.RSSBytes = rss * int64(os.Getpagesize())
 	return u, nil
 }
+
+// SocketsWithPeer counts pid's open IPv4 TCP sockets whose remote address
+// is peer ("127.0.0.1:1234"): the proxy's side of one client, told apart
+// from descriptors the runtime or sd_notify open and close meanwhile.
+func SocketsWithPeer(pid int, peer string) (int, error) {
+	host, port, ok := strings.Cut(peer, ":")
+	ip := net4(host)
+	p, err := strconv.ParseUint(port, 10, 16)
+	if !ok || ip == nil || err != nil {
+		return 0, fmt.Errorf("not an IPv4 address with port: %q", peer)
+	}
+	// /proc/net/tcp prints the address as the 32-bit value in host order.
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], p)
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return 0, err
+	}
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[2] == want {
+			inodes["socket:["+f[9]+"]"] = true
+		}
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(dir + "/" + fd.Name()); err == nil && inodes[target] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func net4(s string) []byte {
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 {
+		return nil
+	}
+	b := make([]byte, 4)
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 10, 8)
+		if err != nil {
+			return nil
+		}
+		b[i] = byte(v)
+	}
+	return b
+}

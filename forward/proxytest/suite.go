@@ -619,27 +619,22 @@ func testClientGivesUp(t *testing.T, h Harness) {
 	target := unusedAddr(t)
 	addr, f := frontend(t)
 	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: time.Hour})
-	fds := func() int {
-		u, err := ReadUsage(p.Pid())
+	c := dial(t, addr).(*net.TCPConn)
+	held := func() int {
+		n, err := SocketsWithPeer(p.Pid(), c.LocalAddr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u.FDs
+		return n
 	}
-	before := fds()
-	c := dial(t, addr).(*net.TCPConn)
-	waitFor(t, 5*time.Second, "the proxy to hold the client", func() bool { return fds() > before })
+	waitFor(t, 5*time.Second, "the proxy to hold the client", func() bool { return held() == 1 })
 	time.Sleep(100 * time.Millisecond) // retrying by now
-	holding := fds()
+	if held() != 1 {
+		t.Fatal("the proxy let the client go before it gave up")
+	}
 	_ = c.SetLinger(0)
 	c.Close()
-	// The client's socket goes (the runtime may have opened descriptors
-	// of its own meanwhile, so compare with what the proxy held).
-	var after int
-	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool {
-		after = fds()
-		return after < holding
-	}, func() string { return fmt.Sprintf("%d fds, %d while holding the client", after, holding) })
+	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool { return held() == 0 })
 }
 
 // ---- limits and lifetime -------------------------------------------------------
