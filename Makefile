@@ -3,6 +3,7 @@ GO      ?= go
 BIN     := bin/uring-socket-proxyd
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
 DESTDIR ?=
 LISTEN  ?= 127.0.0.1:8000
 TARGET  ?= 127.0.0.1:8080
@@ -44,8 +45,9 @@ e2e: ## only the end-to-end tests of the binary
 run: deps build ## run the proxy on LISTEN (default 127.0.0.1:8000) in front of TARGET (default 127.0.0.1:8080)
 	systemd-socket-activate -l $(LISTEN) $(BIN) $(ARGS) $(TARGET)
 
-install: build ## install the binary to $(DESTDIR)$(BINDIR)
+install: build ## install the binary to $(DESTDIR)$(BINDIR) and the man page to $(DESTDIR)$(MANDIR)/man8
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/uring-socket-proxyd
+	install -D -m 0644 doc/uring-socket-proxyd.8 $(DESTDIR)$(MANDIR)/man8/uring-socket-proxyd.8
 
 bench: build ## side-by-side benchmark with systemd-socket-proxyd and a direct connection (< 10 min)
 	$(GO) run ./bench/cmd/proxybench -bin $(BIN) -json bench/results/latest.json -svg bench/results/latest.svg -md bench/results/latest.md
