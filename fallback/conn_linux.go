@@ -309,20 +309,11 @@ func (l *loop) connected(c *conn) {
 }
 
 // sendProxyHeader sends the PROXY protocol header before any byte of the
-// client's; a connection whose header cannot be sent is closed, since a
-// backend that expects one would take the client's bytes for it.
+// client's, or closes the connection.
 func (l *loop) sendProxyHeader(c *conn) bool {
-	hdr, err := forward.ProxyHeaderFor(l.hdr[:0], l.s.ProxyProtocol, c.client)
-	if err == nil {
-		err = forward.WriteProxyHeader(c.backend, hdr)
-	}
-	if err != nil {
-		l.s.Log.Warnf("Failed to send the PROXY protocol header to %s: %v (client %s)",
-			l.s.TargetOf(c.ln), forward.ErrnoText(err), forward.PeerName(c.client))
+	if err := l.s.SendProxyHeader(l.hdr[:], c.client, c.backend, c.ln); err != nil {
 		c.end = forward.EndRefused
-		if e, ok := err.(unix.Errno); ok {
-			c.endErr = e
-		}
+		c.endErr, _ = err.(unix.Errno)
 		l.release(c)
 		return false
 	}

@@ -139,3 +139,20 @@ func WriteProxyHeader(fd int, hdr []byte) error {
 	}
 	return nil
 }
+
+// SendProxyHeader sends the server's PROXY header for the client socket
+// accepted on listener ln to its just-connected backend, building it in
+// buf (MaxProxyHeader bytes of scratch). A failure is logged here, and the
+// engine closes the connection: a backend that expects a header would take
+// the client's bytes for one.
+func (s *Server) SendProxyHeader(buf []byte, client, backend, ln int) error {
+	hdr, err := ProxyHeaderFor(buf[:0], s.ProxyProtocol, client)
+	if err == nil {
+		err = WriteProxyHeader(backend, hdr)
+	}
+	if err != nil {
+		s.Log.Warnf("Failed to send the PROXY protocol header to %s: %v (client %s)",
+			s.TargetOf(ln), ErrnoText(err), PeerName(client))
+	}
+	return err
+}

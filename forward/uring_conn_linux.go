@@ -299,21 +299,12 @@ func (w *uworker) connected(c *uconn) {
 }
 
 // sendProxyHeader sends the PROXY protocol header before any byte of the
-// client's, as a non-blocking send: on a socket just connected the ≤ 108
-// bytes always fit. A connection whose header cannot be sent is closed,
-// since a backend that expects one would take the client's bytes for it.
+// client's, as a non-blocking send (on a socket just connected the ≤ 108
+// bytes always fit), or closes the connection.
 func (w *uworker) sendProxyHeader(c *uconn) bool {
-	hdr, err := ProxyHeaderFor(w.hdr[:0], w.s.ProxyProtocol, c.client)
-	if err == nil {
-		err = WriteProxyHeader(c.backend, hdr)
-	}
-	if err != nil {
-		w.s.Log.Warnf("Failed to send the PROXY protocol header to %s: %v (client %s)",
-			w.s.TargetOf(c.ln), ErrnoText(err), PeerName(c.client))
+	if err := w.s.SendProxyHeader(w.hdr[:], c.client, c.backend, c.ln); err != nil {
 		c.end = EndRefused
-		if e, ok := err.(unix.Errno); ok {
-			c.endErr = e
-		}
+		c.endErr, _ = err.(unix.Errno)
 		w.release(c)
 		return false
 	}
