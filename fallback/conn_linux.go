@@ -100,11 +100,7 @@ func (l *loop) startConn(fd, ln int) {
 	c.addrs, c.next, c.lastErr, c.backoff = nil, 0, nil, forward.BackoffMin
 	c.timerIdx = -1
 	c.ln, c.lastActive, c.sentUp, c.sentDown, c.end, c.endErr = ln, l.clock, 0, 0, forward.EndClosed, 0
-	l.s.ClientNoDelay(ln, fd)
-	l.s.Begin(&c.rec, fd, ln)
-	lc := l.ctr.Listener(ln)
-	lc.Accepted.Add(1)
-	lc.Open.Add(1)
+	l.s.Opened(l.ctr, &c.rec, fd, ln)
 	l.live++
 	l.armSweep(l.clock)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, connEvents, int(c.slot<<1), c.gen); err != nil {
@@ -520,8 +516,7 @@ func (l *loop) abort(c *conn, side int, errno unix.Errno) {
 // release closes the connection's sockets and pipes and frees its slot.
 func (l *loop) release(c *conn) {
 	l.timer.cancel(c)
-	l.s.LogEnd(&c.rec, c.sentUp, c.sentDown, c.end, forward.ErrnoErr(c.endErr))
-	l.ctr.Listener(c.ln).Open.Add(-1)
+	l.s.Closed(l.ctr, &c.rec, c.ln, c.sentUp, c.sentDown, c.end, c.endErr)
 	l.live--
 	for _, h := range [2]*half{&c.up, &c.down} {
 		if h.hasPipe {

@@ -48,19 +48,38 @@ type ConnRecord struct {
 	Start    time.Time
 }
 
-// Begin starts the record of a connection accepted on listener ln, if the
+// Opened accounts for a client socket fd accepted on listener ln and
+// admitted, in the loop's counters ctr: what every engine does for each
+// new connection.
+func (s *Server) Opened(ctr *Counters, r *ConnRecord, fd, ln int) {
+	s.clientNoDelay(ln, fd)
+	s.begin(r, fd, ln)
+	lc := &ctr.listeners[ln]
+	lc.Accepted.Add(1)
+	lc.Open.Add(1)
+}
+
+// Closed accounts for the end of a connection opened with Opened, and
+// logs it with --log-connections: up and down are the bytes delivered each
+// way, end and errno how it ended.
+func (s *Server) Closed(ctr *Counters, r *ConnRecord, ln int, up, down uint64, end End, errno unix.Errno) {
+	s.logEnd(r, up, down, end, errnoErr(errno))
+	ctr.listeners[ln].Open.Add(-1)
+}
+
+// begin starts the record of a connection accepted on listener ln, if the
 // server logs connections.
-func (s *Server) Begin(r *ConnRecord, clientFD, ln int) {
+func (s *Server) begin(r *ConnRecord, clientFD, ln int) {
 	if !s.LogConnections {
 		return
 	}
 	r.Client, r.Listener, r.Start = PeerName(clientFD), ln, time.Now()
 }
 
-// LogEnd logs the one line --log-connections asks for: client, target,
+// logEnd logs the one line --log-connections asks for: client, target,
 // bytes each way, duration and how it ended. err, if not nil, is the
 // error behind end.
-func (s *Server) LogEnd(r *ConnRecord, up, down uint64, end End, err error) {
+func (s *Server) logEnd(r *ConnRecord, up, down uint64, end End, err error) {
 	if !s.LogConnections {
 		return
 	}
@@ -74,8 +93,8 @@ func (s *Server) LogEnd(r *ConnRecord, up, down uint64, end End, err error) {
 	r.Client = ""
 }
 
-// ErrnoErr turns an errno into an error for LogEnd; 0 is none.
-func ErrnoErr(e unix.Errno) error {
+// errnoErr turns an errno into an error for logEnd; 0 is none.
+func errnoErr(e unix.Errno) error {
 	if e == 0 {
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 // connection. Only clients already in the accept queue (above all the one
 // whose arrival started the proxy) were cloned from the listener before
 // it had the option: their number is read from the queue, and that many
-// first accepts get it set explicitly (ClientNoDelay). With NoDelay off
+// first accepts get it set explicitly (clientNoDelay). With NoDelay off
 // the listeners are left as the service manager made them.
 func (s *Server) PrepareListeners() {
 	s.noDelayDebt = make([]atomic.Int64, len(s.Listeners))
@@ -37,10 +37,10 @@ func (s *Server) PrepareListeners() {
 	}
 }
 
-// ClientNoDelay sets TCP_NODELAY on a client socket accepted on listener
+// clientNoDelay sets TCP_NODELAY on a client socket accepted on listener
 // ln if it was queued before the listener had the option; one atomic load
 // for every other client.
-func (s *Server) ClientNoDelay(ln, fd int) {
+func (s *Server) clientNoDelay(ln, fd int) {
 	if ln >= len(s.noDelayDebt) {
 		return
 	}

@@ -26,9 +26,6 @@ type ListenerCounters struct {
 	Open     atomic.Int64
 }
 
-// Listener returns the loop's counters for listener i.
-func (c *Counters) Listener(i int) *ListenerCounters { return &c.listeners[i] }
-
 // stats holds every loop's counters.
 type stats struct {
 	mu     sync.Mutex

@@ -105,11 +105,7 @@ func (w *uworker) startConn(fd, ln int) {
 	c.dirs = [2]udir{}
 	c.addrs, c.next, c.lastErr, c.backoff, c.backoffOn = nil, 0, nil, BackoffMin, false
 	c.ln, c.lastActive, c.sentUp, c.sentDown, c.end, c.endErr = ln, w.clock, 0, 0, EndClosed, 0
-	w.s.ClientNoDelay(ln, fd)
-	w.s.Begin(&c.rec, fd, ln)
-	lc := w.ctr.Listener(ln)
-	lc.Accepted.Add(1)
-	lc.Open.Add(1)
+	w.s.Opened(w.ctr, &c.rec, fd, ln)
 	w.live++
 	w.armSweep()
 	if w.s.Log.Enabled(LevelDebug) {
@@ -688,8 +684,7 @@ func (w *uworker) finish(c *uconn) {
 	}
 	c.client, c.backend = -1, -1
 	c.state = ustateFree
-	w.s.LogEnd(&c.rec, c.sentUp, c.sentDown, c.end, ErrnoErr(c.endErr))
-	w.ctr.Listener(c.ln).Open.Add(-1)
+	w.s.Closed(w.ctr, &c.rec, c.ln, c.sentUp, c.sentDown, c.end, c.endErr)
 	w.live--
 	c.addrs, c.lastErr = nil, nil
 	w.free = append(w.free, c.slot)
