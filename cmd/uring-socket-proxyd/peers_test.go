@@ -34,8 +34,8 @@ func TestProxyProtocolPeers(t *testing.T) {
 			for _, engine := range engines(t) {
 				for _, version := range []string{"v1", "v2"} {
 					t.Run(engine+"/"+version, func(t *testing.T) {
-						_, tcpFile := opsListen(t)
-						tcpAddr := opsAddrOf(t, tcpFile)
+						tl, tcpFile := opsListen(t)
+						tcpAddr := tl.Addr().String()
 						sock := filepath.Join(t.TempDir(), "front.sock")
 						ul, err := net.Listen("unix", sock)
 						if err != nil {
@@ -61,15 +61,6 @@ func TestProxyProtocolPeers(t *testing.T) {
 			}
 		})
 	}
-}
-
-func opsAddrOf(t *testing.T, f *os.File) string {
-	l, err := net.FileListener(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // httpGet asks for / through addr and wants 200 "ok"; it returns the
@@ -98,16 +89,6 @@ func httpGet(t *testing.T, network, addr string) string {
 		t.Fatalf("%s client: status %q, %v", network, status, err)
 	}
 	return c.LocalAddr().String()
-}
-
-// freePort returns a loopback address nothing listens on now.
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startPeer runs name with args until the test ends and waits until addr
@@ -145,7 +126,7 @@ func lookPeer(t *testing.T, name string) string {
 
 func startHAProxy(t *testing.T) (string, func() string) {
 	path := lookPeer(t, "haproxy")
-	addr := freePort(t)
+	addr := deadAddr(t)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	conf := `global
     log stdout format raw local0
@@ -170,7 +151,7 @@ frontend fe
 
 func startNginx(t *testing.T) (string, func() string) {
 	path := lookPeer(t, "nginx")
-	addr := freePort(t)
+	addr := deadAddr(t)
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package proxytest
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -67,14 +68,13 @@ func ReadUsage(pid int) (Usage, error) {
 // is peer ("127.0.0.1:1234"): the proxy's side of one client, told apart
 // from descriptors the runtime or sd_notify open and close meanwhile.
 func SocketsWithPeer(pid int, peer string) (int, error) {
-	host, port, ok := strings.Cut(peer, ":")
-	ip := net4(host)
-	p, err := strconv.ParseUint(port, 10, 16)
-	if !ok || ip == nil || err != nil {
+	ap, err := netip.ParseAddrPort(peer)
+	if err != nil || !ap.Addr().Is4() {
 		return 0, fmt.Errorf("not an IPv4 address with port: %q", peer)
 	}
 	// /proc/net/tcp prints the address as the 32-bit value in host order.
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], p)
+	ip := ap.Addr().As4()
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
 	if err != nil {
 		return 0, err
@@ -98,20 +98,4 @@ func SocketsWithPeer(pid int, peer string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-func net4(s string) []byte {
-	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
-		return nil
-	}
-	b := make([]byte, 4)
-	for i, p := range parts {
-		v, err := strconv.ParseUint(p, 10, 8)
-		if err != nil {
-			return nil
-		}
-		b[i] = byte(v)
-	}
-	return b
 }
