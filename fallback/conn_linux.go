@@ -463,7 +463,7 @@ func (l *loop) pump(c *conn, h *half, src, dst int, srcReady, dstReady *bool) (d
 			}
 			h.p, h.hasPipe = p, true
 		}
-		n, errno := forward.Splice(src, h.p.W, forward.PipeSize)
+		n, errno := forward.Splice(src, h.p.W, h.p.Size)
 		if errno == unix.EAGAIN {
 			*srcReady = false
 			l.pipes.Put(h.p)

@@ -91,7 +91,7 @@ func newLoop(s *forward.Server) (*loop, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
-		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: 32},
+		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: forward.PipePoolMax},
 		ctr: s.NewCounters()}
 	for i := range s.Listeners {
 		l.static = append(l.static, forward.CloneSockaddrs(s.TargetOf(i).Static()))

@@ -477,7 +477,7 @@ func (w *uworker) pump(c *uconn, d int) {
 			}
 			dir.p, dir.hasPipe = p, true
 		}
-		n, errno := Splice(src, dir.p.W, PipeSize)
+		n, errno := Splice(src, dir.p.W, dir.p.Size)
 		switch {
 		case errno == unix.EAGAIN:
 			dir.srcReady = false

@@ -208,7 +208,7 @@ type dirRef struct {
 
 func (w *uworker) setup() error {
 	w.epoch = time.Now()
-	w.pipes.Max = 32
+	w.pipes.Max = PipePoolMax
 	w.lookups = NewLookups(w.wake)
 	w.fdCap = ConnectionCapacity(2, 16)
 	w.ctr = w.s.NewCounters()
