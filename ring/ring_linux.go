@@ -296,6 +296,9 @@ func (r *Ring) flushSQ() uint32 {
 	return r.sqeTail - atomic.LoadUint32(r.sqHead)
 }
 
+// SQPending returns how many SQEs are queued and not yet submitted.
+func (r *Ring) SQPending() uint32 { return r.sqeTail - atomic.LoadUint32(r.sqHead) }
+
 // cqNeedsEnter reports whether completions wait in the kernel for us to
 // enter it: overflowed CQEs to flush, or deferred task work to run.
 func (r *Ring) cqNeedsEnter() bool {

@@ -33,6 +33,7 @@ func (r *Ring) CQEntries() uint32                 { return 0 }
 func (r *Ring) GetSQE() *SQE                      { return nil }
 func (r *Ring) NextSQE() (*SQE, error)            { return nil, errUnusable }
 func (r *Ring) SQSpaceLeft() uint32               { return 0 }
+func (r *Ring) SQPending() uint32                 { return 0 }
 func (r *Ring) Submit() (int, error)              { return 0, errUnusable }
 func (r *Ring) Flush() (int, error)               { return 0, errUnusable }
 func (r *Ring) SubmitAndWait(uint32) (int, error) { return 0, errUnusable }
