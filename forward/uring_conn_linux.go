@@ -23,7 +23,11 @@ const (
 )
 
 // udir is one direction of a connection: recv from the source into a
-// provided buffer, send that buffer to the sink, recv again.
+// provided buffer and send that buffer to the sink. The next recv is
+// armed as the send starts, not after it ends: it goes to the kernel in
+// the same enter as the send, and bytes that arrive meanwhile wait in a
+// second buffer. So a direction holds at most two buffers, one being sent
+// and one next, and has at most one recv and one send in flight.
 //
 // A direction that receives a full buffer is a bulk transfer, and moves to
 // the splice path for the rest of its life: a poll on the source (or the
@@ -33,8 +37,13 @@ const (
 // always run by one).
 type udir struct {
 	bid      uint16 // buffer held while sending
-	hasBuf   bool
-	off, n   int  // sent and received bytes of the held buffer
+	hasBuf   bool   // a buffer is held, and a send of it is in flight
+	off, n   int    // sent and received bytes of the held buffer
+	nextBid  uint16 // received while the held one was being sent
+	nextN    int
+	hasNext  bool
+	recvOn   bool // a recv is in flight
+	bulk     bool // a recv filled a buffer: splice once the sends are done
 	eof      bool // the source has ended
 	shutting bool // shutdown of the sink submitted
 	shut     bool // the sink's write side is shut down
@@ -328,6 +337,11 @@ func (c *uconn) fds(d int) (src, dst int) {
 }
 
 func (w *uworker) armRecv(c *uconn, d int) {
+	dir := &c.dirs[d]
+	if dir.recvOn {
+		return
+	}
+	dir.recvOn = true
 	src, _ := c.fds(d)
 	s := w.sqe()
 	s.PrepRecvSelect(src, uringBufGroup, 0)
@@ -337,13 +351,24 @@ func (w *uworker) armRecv(c *uconn, d int) {
 
 func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 	res := cqe.Res()
+	dir := &c.dirs[d]
+	dir.recvOn = false
 	if bid, ok := cqe.BufferID(); ok {
 		if c.closing || res <= 0 {
 			w.recycle(bid)
 		} else {
-			dir := &c.dirs[d]
-			dir.bid, dir.hasBuf, dir.off, dir.n = bid, true, 0, int(res)
-			w.send(c, d)
+			if !dir.hasBuf {
+				dir.bid, dir.hasBuf, dir.off, dir.n = bid, true, 0, int(res)
+				w.send(c, d)
+			} else {
+				dir.nextBid, dir.hasNext, dir.nextN = bid, true, int(res)
+			}
+			if res == uringBufSize {
+				dir.bulk = true // a full buffer: a bulk transfer
+			}
+			if !dir.bulk && !dir.hasNext {
+				w.armRecv(c, d)
+			}
 			return
 		}
 	}
@@ -352,13 +377,18 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 	}
 	switch {
 	case res == 0:
-		c.dirs[d].eof = true
-		w.shutdownSink(c, d)
+		dir.eof = true
+		if !dir.hasBuf {
+			w.shutdownSink(c, d)
+		} // else once the held bytes are sent
 	case res == -int32(unix.ENOBUFS):
 		// Every buffer is held, perhaps by sends to clients that do not
 		// read: move to the splice path, which needs none, rather than
-		// wait for one to come back.
-		if !w.toSplice(c, d) {
+		// wait for one to come back; once this direction's own send is
+		// done, so that no byte overtakes another.
+		if dir.hasBuf {
+			dir.bulk = true
+		} else if !w.toSplice(c, d) {
 			w.starved = append(w.starved, dirRef{c, c.gen, d})
 		}
 	case res < 0:
@@ -399,15 +429,32 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	}
 	w.recycle(dir.bid)
 	dir.hasBuf = false
-	if dir.n == uringBufSize && w.toSplice(c, d) {
+	if dir.hasNext {
+		dir.bid, dir.hasBuf, dir.off, dir.n = dir.nextBid, true, 0, dir.nextN
+		dir.hasNext = false
+		w.send(c, d)
+		if !dir.bulk && !dir.eof {
+			w.armRecv(c, d)
+		}
 		return
 	}
-	w.armRecv(c, d)
+	switch {
+	case dir.eof:
+		w.shutdownSink(c, d)
+	case dir.bulk:
+		dir.bulk = false
+		if !w.toSplice(c, d) {
+			// Stay on the copy path, once a buffer is free.
+			w.starved = append(w.starved, dirRef{c, c.gen, d})
+			w.recycled = true
+		}
+	} // else the next recv is in flight already
 }
 
 // toSplice moves direction d to the splice path: it filled a whole
 // buffer, so it is a bulk transfer. The sockets become non-blocking, which
-// the splices need and io_uring's recv and send do not mind.
+// the splices need and io_uring's recv and send do not mind. Neither a
+// recv nor a send of the direction may be in flight.
 func (w *uworker) toSplice(c *uconn, d int) bool {
 	for _, fd := range [2]int{c.client, c.backend} {
 		if err := unix.SetNonblock(fd, true); err != nil {
@@ -664,6 +711,10 @@ func (w *uworker) finish(c *uconn) {
 		if dir.hasBuf {
 			w.recycle(dir.bid)
 			dir.hasBuf = false
+		}
+		if dir.hasNext {
+			w.recycle(dir.nextBid)
+			dir.hasNext = false
 		}
 		if dir.hasPipe {
 			if dir.inPipe == 0 {

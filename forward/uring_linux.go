@@ -313,8 +313,16 @@ func (w *uworker) reserve(n uint32) {
 func (w *uworker) run() error {
 	defer w.closeAll()
 	for !w.stopping.Load() {
-		if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
-			return err
+		// Enter without waiting only for a reason: requests to submit, or
+		// splice directions taking turns, which must not keep completions
+		// (posted in an enter, with DEFER_TASKRUN) from the others. A pass
+		// that only reaped goes on to the wait, which returns at once if
+		// more completions are there. Per forwarded message that is one
+		// enter for the send and the next recv, and one that waits.
+		if w.r.SQPending() > 0 || len(w.runq) > 0 {
+			if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+				return err
+			}
 		}
 		// Both, every time: queued splice directions must get their turn
 		// while other connections keep the completions coming.

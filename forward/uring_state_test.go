@@ -188,6 +188,58 @@ func TestUringStateForwarding(t *testing.T) {
 	}
 }
 
+// TestUringStatePipelined: the next recv is armed with the send, bytes
+// that arrive while a send is in flight wait in a second buffer, and no
+// third is taken; order and half-close wait for the sends.
+func TestUringStatePipelined(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	base := c.inflight // the two recvs
+
+	w.feed(c, opRecv, 10, ring.BufferFlags(4))
+	if d := c.dirs[0]; !d.hasBuf || d.bid != 4 || !d.recvOn || c.inflight != base+1 {
+		t.Fatalf("after a recv: %+v, %d in flight; want a send and the next recv in flight", d, c.inflight)
+	}
+	w.feed(c, opRecv, 20, ring.BufferFlags(5))
+	if d := c.dirs[0]; !d.hasNext || d.nextBid != 5 || d.nextN != 20 || d.recvOn || d.bid != 4 {
+		t.Fatalf("after a recv during the send: %+v; want it held next, and no recv for a third buffer", d)
+	}
+	w.feed(c, opSend, 4, 0) // short: the rest of buffer 4 first
+	if d := c.dirs[0]; d.bid != 4 || d.off != 4 || !d.hasNext {
+		t.Fatalf("after a short send: %+v", d)
+	}
+	w.feed(c, opSend, 6, 0)
+	if d := c.dirs[0]; d.bid != 5 || d.n != 20 || d.off != 0 || d.hasNext || !d.recvOn {
+		t.Fatalf("after buffer 4 was sent: %+v; want buffer 5 being sent and a recv armed", d)
+	}
+	// The source ends while buffer 5 is being sent: the sink is shut
+	// only after it.
+	w.feed(c, opRecv, 0, 0)
+	if d := c.dirs[0]; !d.eof || d.shutting {
+		t.Fatalf("EOF during a send: %+v; want the shutdown to wait", d)
+	}
+	w.feed(c, opSend, 20, 0)
+	if d := c.dirs[0]; d.hasBuf || !d.shutting {
+		t.Fatalf("after the last send: %+v; want the sink shut", d)
+	}
+	if c.sentUp != 30 {
+		t.Fatalf("%d bytes counted, want 30", c.sentUp)
+	}
+
+	// No buffer for a recv while a send is in flight: the splice path
+	// waits for that send, so that no byte overtakes another.
+	w.feed(c, opRecv+1, 7, ring.BufferFlags(6))
+	w.feed(c, opRecv+1, -int32(unix.ENOBUFS), 0)
+	if d := c.dirs[1]; d.splice || !d.bulk || d.recvOn {
+		t.Fatalf("ENOBUFS during a send: %+v; want the switch to wait", d)
+	}
+	w.feed(c, opSend+1, 7, 0)
+	if d := c.dirs[1]; !d.splice || d.hasBuf {
+		t.Fatalf("after the send: %+v; want the splice path", d)
+	}
+}
+
 func TestUringStateResetAndLateCompletions(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
 	c, peer := newStateConn(t, w)
@@ -251,6 +303,7 @@ func TestUringStateStarvedIdle(t *testing.T) {
 	// either (out of descriptors).
 	for _, c := range []*uconn{c1, c2} {
 		c.inflight -= 2
+		c.dirs[0].recvOn, c.dirs[1].recvOn = false, false
 		w.starved = append(w.starved, dirRef{c, c.gen, 0}, dirRef{c, c.gen, 1})
 	}
 	if len(w.starved) != 4 {
