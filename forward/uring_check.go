@@ -7,7 +7,7 @@ import (
 // uringOps are the io_uring operations the io_uring engine submits; the
 // kernel must support every one of them.
 var uringOps = []ring.Op{
-	ring.OpAccept, ring.OpConnect, ring.OpRecv, ring.OpSend, ring.OpShutdown,
+	ring.OpAccept, ring.OpConnect, ring.OpRecv, ring.OpSend,
 	ring.OpClose, ring.OpAsyncCancel, ring.OpTimeout, ring.OpLinkTimeout, ring.OpPollAdd,
 }
 

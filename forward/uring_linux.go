@@ -54,8 +54,6 @@ const (
 	_
 	opSend // +direction
 	_
-	opShutdown // +direction
-	_
 	opCancel
 	opClose  // no connection: posted only on failure
 	opPollIn // +direction: the source is readable (splice path)
@@ -405,8 +403,6 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		w.handleRecv(c, int(op-opRecv), cqe)
 	case opSend, opSend + 1:
 		w.handleSend(c, int(op-opSend), cqe.Res())
-	case opShutdown, opShutdown + 1:
-		w.handleShutdown(c, int(op-opShutdown))
 	case opPollIn, opPollIn + 1:
 		w.handlePoll(c, int(op-opPollIn), true, cqe.Res())
 	case opPollOut, opPollOut + 1:

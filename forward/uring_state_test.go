@@ -171,10 +171,9 @@ func TestUringStateForwarding(t *testing.T) {
 	// The client half-closes: the backend's write side is shut, the
 	// other direction still flows.
 	w.feed(c, opRecv, 0, 0)
-	if d := c.dirs[0]; !d.eof || !d.shutting {
+	if d := c.dirs[0]; !d.eof || !d.shut {
 		t.Fatalf("after EOF: %+v, want a shutdown of the sink", d)
 	}
-	w.feed(c, opShutdown, 0, 0)
 	if c.state != ustateOpen || !c.dirs[0].shut {
 		t.Fatalf("after the half-close: state %d, %+v", c.state, c.dirs[0])
 	}
@@ -182,7 +181,6 @@ func TestUringStateForwarding(t *testing.T) {
 	w.feed(c, opSend+1, 7, 0)
 	// The backend ends too: the connection is released once both are shut.
 	w.feed(c, opRecv+1, 0, 0)
-	w.feed(c, opShutdown+1, 0, 0)
 	if c.state != ustateFree || w.s.Tracker.Open() != 0 {
 		t.Fatalf("after both half-closes: state %d, %d open", c.state, w.s.Tracker.Open())
 	}
@@ -216,11 +214,11 @@ func TestUringStatePipelined(t *testing.T) {
 	// The source ends while buffer 5 is being sent: the sink is shut
 	// only after it.
 	w.feed(c, opRecv, 0, 0)
-	if d := c.dirs[0]; !d.eof || d.shutting {
+	if d := c.dirs[0]; !d.eof || d.shut {
 		t.Fatalf("EOF during a send: %+v; want the shutdown to wait", d)
 	}
 	w.feed(c, opSend, 20, 0)
-	if d := c.dirs[0]; d.hasBuf || !d.shutting {
+	if d := c.dirs[0]; d.hasBuf || !d.shut {
 		t.Fatalf("after the last send: %+v; want the sink shut", d)
 	}
 	if c.sentUp != 30 {
@@ -373,9 +371,7 @@ func TestUringStateGenerationNeverZero(t *testing.T) {
 	c, _ := newStateConn(t, w)
 	connect(w, c)
 	w.feed(c, opRecv, 0, 0)
-	w.feed(c, opShutdown, 0, 0)
 	w.feed(c, opRecv+1, 0, 0)
-	w.feed(c, opShutdown+1, 0, 0)
 	if c.state != ustateFree {
 		t.Fatalf("state %d, want free", c.state)
 	}
