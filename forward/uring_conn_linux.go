@@ -443,9 +443,7 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	case dir.bulk:
 		dir.bulk = false
 		if !w.toSplice(c, d) {
-			// Stay on the copy path, once a buffer is free.
-			w.starved = append(w.starved, dirRef{c, c.gen, d})
-			w.recycled = true
+			w.armRecv(c, d) // stay on the copy path
 		}
 	} // else the next recv is in flight already
 }
