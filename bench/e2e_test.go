@@ -126,6 +126,9 @@ func TestWorkloadsThroughProxies(t *testing.T) {
 	if bin := os.Getenv("URING_PROXY_BIN"); bin != "" {
 		proxies = append(proxies, Proxy{Name: "epoll", Path: bin, Args: []string{"--engine=epoll", ConnectionsMax}})
 	}
+	if _, err := os.Stat(HAProxyPath); err == nil {
+		proxies = append(proxies, Proxy{Name: "haproxy", Path: HAProxyPath, HAProxy: true})
+	}
 	for _, p := range proxies {
 		t.Run(p.Name, func(t *testing.T) {
 			err := withProxy(t, p, func(r *Running, be *Backend) error {
@@ -158,6 +161,32 @@ func TestWorkloadsThroughProxies(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestHAProxyConfigRemoved: the configuration generated for an HAProxy
+// contender lives as long as it runs.
+func TestHAProxyConfigRemoved(t *testing.T) {
+	if _, err := os.Stat(HAProxyPath); err != nil {
+		t.Skip("HAProxy is not installed")
+	}
+	var cfg string
+	err := withProxy(t, Proxy{Name: "haproxy", Path: HAProxyPath, HAProxy: true}, func(r *Running, be *Backend) error {
+		cfg = r.cfgFile
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "server backend "+be.Addr()) || !strings.Contains(string(b), "bind fd@3") {
+			t.Errorf("config does not name the backend and the inherited socket:\n%s", b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg); !os.IsNotExist(err) {
+		t.Errorf("config %s left behind after Stop (%v)", cfg, err)
 	}
 }
 

@@ -21,6 +21,31 @@ type Proxy struct {
 	Name string
 	Path string
 	Args []string // before the target address
+	// HAProxy marks Path as an haproxy binary, run with a generated
+	// configuration instead of a target argument (see HAProxyConfig).
+	HAProxy bool
+}
+
+// HAProxyPath is where Debian installs HAProxy.
+const HAProxyPath = "/usr/sbin/haproxy"
+
+// HAProxyConfig is the configuration HAProxy runs with in front of
+// backend: a plain TCP proxy on the socket-activated fd 3, as it comes
+// (threads, buffers and splicing at their defaults), with timeouts long
+// enough for every workload and a connection limit the 20,000-descriptor
+// limit allows (HAProxy refuses to start when maxconn needs more).
+func HAProxyConfig(backend string) string {
+	return `global
+    maxconn 9000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+listen bench
+    bind fd@3
+    server backend ` + backend + `
+`
 }
 
 // Direct is the baseline without a proxy.
@@ -54,6 +79,9 @@ func (p Proxy) String() string {
 	if p.Path == "" {
 		return Direct
 	}
+	if p.HAProxy {
+		return strings.Join(append([]string{p.Path}, p.Args...), " ") + " -db -f CONFIG (bind fd@3; defaults)"
+	}
 	return strings.Join(append([]string{p.Path}, p.Args...), " ")
 }
 
@@ -62,6 +90,8 @@ type Running struct {
 	Proxy Proxy
 	Addr  string // where clients connect
 	proc  *proxytest.Process
+	// cfgFile is a generated configuration, removed by Stop.
+	cfgFile string
 }
 
 // Start starts p with a fresh listener on 127.0.0.1 passed by socket
@@ -80,16 +110,39 @@ func Start(p Proxy, backend string) (*Running, error) {
 	if err != nil {
 		return nil, err
 	}
+	args := append(append([]string(nil), p.Args...), backend)
+	var cfgFile string
+	if p.HAProxy {
+		cfg, err := os.CreateTemp("", "proxybench-haproxy-*.cfg")
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		cfgFile = cfg.Name()
+		_, err = cfg.WriteString(HAProxyConfig(backend))
+		if cerr := cfg.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(cfgFile)
+			return nil, err
+		}
+		args = append(append([]string(nil), p.Args...), "-db", "-f", cfgFile)
+	}
 	proc, err := proxytest.Start(proxytest.Activated{
 		Path:      p.Path,
-		Args:      append(append([]string(nil), p.Args...), backend),
+		Args:      args,
 		Listeners: []*os.File{f},
 	})
 	f.Close()
 	if err != nil {
+		if cfgFile != "" {
+			os.Remove(cfgFile)
+		}
 		return nil, err
 	}
-	r := &Running{Proxy: p, Addr: ln.Addr().String(), proc: proc}
+	r := &Running{Proxy: p, Addr: ln.Addr().String(), proc: proc, cfgFile: cfgFile}
 	if err := r.probe(); err != nil {
 		r.proc.Stop()
 		return nil, fmt.Errorf("%s did not forward a probe: %w%s", p.Name, err, r.stderrNote())
@@ -169,6 +222,9 @@ func (r *Running) Stop() error {
 	}
 	err := r.Alive()
 	r.proc.Stop()
+	if r.cfgFile != "" {
+		os.Remove(r.cfgFile)
+	}
 	return err
 }
 

@@ -43,6 +43,7 @@ func main() {
 		bin       = flag.String("bin", "bin/uring-socket-proxyd", "our binary; each of -engines runs it with --engine=NAME")
 		engines   = flag.String("engines", "epoll,io_uring", "engines of -bin to measure; one that does not start is skipped with a note")
 		systemd   = flag.String("systemd", bench.SystemdPath, "systemd-socket-proxyd binary; skipped with a note if absent")
+		haproxy   = flag.String("haproxy", bench.HAProxyPath, "HAProxy binary, measured as a peer with its default tuning; skipped with a note if absent, left out if empty")
 		jsonOut   = flag.String("json", "", "write every figure as JSON to this file")
 		svgOut    = flag.String("svg", "", "write the chart of ratios to this SVG file")
 		mdOut     = flag.String("md", "", "write the tables as Markdown to this file")
@@ -82,6 +83,13 @@ func main() {
 			continue
 		}
 		cfg.Proxies = append(cfg.Proxies, p)
+	}
+	if *haproxy != "" {
+		if _, err := os.Stat(*haproxy); err == nil {
+			cfg.Proxies = append(cfg.Proxies, bench.Proxy{Name: "haproxy", Path: *haproxy, HAProxy: true})
+		} else {
+			notes = append(notes, fmt.Sprintf("haproxy skipped: %s is not installed", *haproxy))
+		}
 	}
 	cfg.Proxies = append(cfg.Proxies, extra...)
 	for _, n := range notes {
