@@ -353,6 +353,7 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 	dir := &c.dirs[d]
 	dir.recvOn = false
 	if bid, ok := cqe.BufferID(); ok {
+		w.bufsOut++
 		if c.closing || res <= 0 {
 			w.recycle(bid)
 		} else {
@@ -513,10 +514,16 @@ func (w *uworker) pump(c *uconn, d int) {
 			p, err := w.pipes.Get()
 			if err != nil {
 				// No descriptor for a pipe: back to the copy path, which
-				// needs none, once a buffer is free.
+				// needs none. At once if a buffer is free; otherwise when
+				// one comes back or a connection closes (retryStarved).
+				// Retrying at once with every buffer held would only
+				// find the ring empty again, and spin.
 				dir.splice = false
-				w.starved = append(w.starved, dirRef{c, c.gen, d})
-				w.recycled = true
+				if w.bufsOut < uringBufCount {
+					w.armRecv(c, d)
+				} else {
+					w.starved = append(w.starved, dirRef{c, c.gen, d})
+				}
 				return
 			}
 			dir.p, dir.hasPipe = p, true
@@ -605,6 +612,7 @@ func (w *uworker) runQueued() int {
 // once the batch of completions is handled (retryStarved).
 func (w *uworker) recycle(bid uint16) {
 	w.bufs.Recycle(bid, w.buf(bid))
+	w.bufsOut--
 	w.recycled = true
 }
 
@@ -738,6 +746,9 @@ func (w *uworker) finish(c *uconn) {
 		}
 	}
 	c.client, c.backend = -1, -1
+	if len(w.starved) > 0 {
+		w.recycled = true // descriptors came back: a pipe may be had now
+	}
 	c.state = ustateFree
 	w.s.Closed(w.ctr, &c.rec, c.ln, c.sentUp, c.sentDown, c.end, c.endErr)
 	w.live--

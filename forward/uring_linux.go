@@ -179,7 +179,8 @@ type uworker struct {
 	runqNext []dirRef
 	starved  []dirRef // directions whose recv found no buffer
 	spare    []dirRef // the other backing array of starved, reused
-	recycled bool     // a buffer came back since the last retryStarved
+	recycled bool     // a buffer or descriptors came back since the last retryStarved
+	bufsOut  int      // provided buffers completions handed us and we hold
 	cqes     []*ring.CQE
 
 	acceptArmed  []bool // per listener: an accept is in the kernel

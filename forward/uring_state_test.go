@@ -381,3 +381,76 @@ func TestUringStateGenerationNeverZero(t *testing.T) {
 		t.Fatalf("reused slot got generation %d", c2.gen)
 	}
 }
+
+// noDescriptors makes every new descriptor of the process fail with
+// EMFILE until the test ends, by lowering the soft RLIMIT_NOFILE to the
+// lowest free descriptor number.
+func noDescriptors(t *testing.T) {
+	t.Helper()
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	lim := old
+	lim.Cur = uint64(fd)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	if fd, err := unix.Dup(0); err != unix.EMFILE {
+		unix.Close(fd)
+		t.Fatalf("dup under the lowered limit: %v, want EMFILE", err)
+	}
+}
+
+// TestUringStateNoPipeBuffersFree: a bulk direction that cannot have a
+// pipe (out of descriptors) stays on the copy path, and with buffers free
+// its recv is re-armed at once.
+func TestUringStateNoPipeBuffersFree(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
+	noDescriptors(t)
+	w.feed(c, opSend, uringBufSize, 0) // the full buffer is sent: to the splice path
+	if d := c.dirs[0]; d.splice || d.hasPipe || !d.recvOn || len(w.starved) != 0 || c.inflight != 2 {
+		t.Fatalf("no pipe, buffers free: %+v, %d starved, %d in flight; want the copy path's recv armed", d, len(w.starved), c.inflight)
+	}
+}
+
+// TestUringStateNoPipeNoBuffers: with every buffer held and no pipe to be
+// had, a direction waits for a buffer or a descriptor to come back; it is
+// not retried at once, which would find the ring empty again, and again.
+func TestUringStateNoPipeNoBuffers(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	other, _ := newStateConn(t, w)
+	connect(w, other)
+	w.bufsOut = uringBufCount // as if sends to clients that do not read held them all
+	noDescriptors(t)
+	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
+	if d := c.dirs[0]; d.splice || d.recvOn || len(w.starved) != 1 || w.recycled {
+		t.Fatalf("no pipe, no buffer: %+v, %d starved, retry due %v; want it starved until something comes back", d, len(w.starved), w.recycled)
+	}
+	// Another connection ends: its descriptors are free, so a retry is due.
+	w.finish(other)
+	if !w.recycled {
+		t.Fatal("a connection closed with a direction starved: no retry due")
+	}
+	w.recycled = false
+	// A buffer comes back: the recv is re-armed.
+	w.recycle(0)
+	if !w.recycled || w.bufsOut != uringBufCount-1 {
+		t.Fatalf("after a recycle: retry due %v, %d buffers out", w.recycled, w.bufsOut)
+	}
+	w.retryStarved()
+	if d := c.dirs[0]; !d.recvOn || len(w.starved) != 0 {
+		t.Fatalf("after a buffer came back: %+v, %d starved; want the recv re-armed", d, len(w.starved))
+	}
+}
