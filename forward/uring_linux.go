@@ -641,10 +641,19 @@ func (w *uworker) teardown() {
 	}
 	for _, c := range w.conns {
 		if c != nil && c.state != ustateFree {
-			// Only after a failed drain: close what the kernel gave back.
+			// Only after a failed drain: close what the kernel gave back,
+			// and the pipes, which also gives their size back to the
+			// process's pipe budget (a later Serve in this process).
 			for _, fd := range [2]int{c.client, c.backend} {
 				if fd >= 0 {
 					unix.Close(fd)
+				}
+			}
+			c.client, c.backend = -1, -1
+			for d := range c.dirs {
+				if dir := &c.dirs[d]; dir.hasPipe {
+					dir.p.Close()
+					dir.hasPipe = false
 				}
 			}
 			c.state = ustateFree

@@ -454,3 +454,27 @@ func TestUringStateNoPipeNoBuffers(t *testing.T) {
 		t.Fatalf("after a buffer came back: %+v, %d starved; want the recv re-armed", d, len(w.starved))
 	}
 }
+
+// TestUringTeardownClosesPipes: connections left after a drain that timed
+// out give their pipes back, and with them their share of the process's
+// pipe budget, which a later Serve in the same process draws on.
+func TestUringTeardownClosesPipes(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	before := pipeBytes.Load()
+	p, err := w.pipes.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := &c.dirs[0]
+	dir.p, dir.hasPipe, dir.inPipe, dir.splice = p, true, 1, true // bytes in flight
+	if pipeBytes.Load() != before+int64(p.Size) {
+		t.Fatalf("pipe budget %d after a %d-byte pipe, was %d", pipeBytes.Load(), p.Size, before)
+	}
+	w.stopping.Store(true)
+	w.teardown() // the connection is still open: as after a drain that timed out
+	if got := pipeBytes.Load(); got != before {
+		t.Fatalf("pipe budget %d after teardown, want %d: the pipe was not closed", got, before)
+	}
+}
