@@ -328,6 +328,12 @@ func (w *uworker) run() error {
 		if n, m := w.reap(), w.runQueued(); n+m > 0 {
 			continue
 		}
+		// A connection released outside a batch of completions (by a
+		// splice turn) may have freed what starved directions wait for.
+		if w.recycled && len(w.starved) > 0 {
+			w.retryStarved()
+			continue
+		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
 			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
 			return err
