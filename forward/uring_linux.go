@@ -328,12 +328,6 @@ func (w *uworker) run() error {
 		if n, m := w.reap(), w.runQueued(); n+m > 0 {
 			continue
 		}
-		// A connection released outside a batch of completions (by a
-		// splice turn) may have freed what starved directions wait for.
-		if w.recycled && len(w.starved) > 0 {
-			w.retryStarved()
-			continue
-		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
 			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
 			return err
@@ -343,13 +337,14 @@ func (w *uworker) run() error {
 	return nil
 }
 
-// reap handles every completion available now and says how many.
+// reap handles every completion available now and says how many, then
+// re-arms the starved directions if a buffer or descriptors came back.
 func (w *uworker) reap() int {
 	total := 0
 	for {
 		n := w.r.PeekBatch(w.cqes)
 		if n == 0 {
-			return total
+			break
 		}
 		w.clock = w.now()
 		for _, p := range w.cqes[:n] {
@@ -357,10 +352,13 @@ func (w *uworker) reap() int {
 		}
 		w.r.Advance(n)
 		total += n
-		if w.recycled && len(w.starved) > 0 {
-			w.retryStarved()
-		}
 	}
+	// Also when nothing completed: a connection a splice turn released
+	// may have freed the descriptors starved directions wait for.
+	if w.recycled && len(w.starved) > 0 {
+		w.retryStarved()
+	}
+	return total
 }
 
 // dispatch calls the handler of one completion.
