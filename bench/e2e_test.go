@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -126,9 +129,7 @@ func TestWorkloadsThroughProxies(t *testing.T) {
 	if bin := os.Getenv("URING_PROXY_BIN"); bin != "" {
 		proxies = append(proxies, Proxy{Name: "epoll", Path: bin, Args: []string{"--engine=epoll", ConnectionsMax}})
 	}
-	if _, err := os.Stat(HAProxyPath); err == nil {
-		proxies = append(proxies, Proxy{Name: "haproxy", Path: HAProxyPath, HAProxy: true})
-	}
+	proxies = append(proxies, installedPeers(t)...)
 	for _, p := range proxies {
 		t.Run(p.Name, func(t *testing.T) {
 			err := withProxy(t, p, func(r *Running, be *Backend) error {
@@ -164,30 +165,73 @@ func TestWorkloadsThroughProxies(t *testing.T) {
 	}
 }
 
-// TestHAProxyConfigRemoved: the configuration generated for an HAProxy
-// contender lives as long as it runs.
-func TestHAProxyConfigRemoved(t *testing.T) {
-	if _, err := os.Stat(HAProxyPath); err != nil {
-		t.Skip("HAProxy is not installed")
+// installedPeers are the peers the benchmark measures that can run here;
+// a missing one is logged, as proxybench notes it.
+func installedPeers(t *testing.T) []Proxy {
+	var peers []Proxy
+	for _, p := range []Proxy{
+		{Name: "haproxy", Path: HAProxyPath, Peer: HAProxy},
+		{Name: "nginx", Path: NginxPath, Peer: Nginx},
+	} {
+		if note := Probe(p); note != "" {
+			t.Logf("peer %s left out: %s", p.Name, note)
+			continue
+		}
+		peers = append(peers, p)
 	}
-	var cfg string
-	err := withProxy(t, Proxy{Name: "haproxy", Path: HAProxyPath, HAProxy: true}, func(r *Running, be *Backend) error {
-		cfg = r.cfgFile
-		b, err := os.ReadFile(cfg)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(b), "server backend "+be.Addr()) || !strings.Contains(string(b), "bind fd@3") {
-			t.Errorf("config does not name the backend and the inherited socket:\n%s", b)
-		}
-		return nil
-	})
+	return peers
+}
+
+// TestPeerConfigRemoved: the configuration generated for a peer names the
+// backend and the inherited socket, and lives as long as the peer runs.
+// The process measured for nginx is its worker, not the master.
+func TestPeerConfigRemoved(t *testing.T) {
+	peers := installedPeers(t)
+	if len(peers) == 0 {
+		t.Skip("neither HAProxy nor nginx with its stream module is installed")
+	}
+	for _, p := range peers {
+		t.Run(p.Name, func(t *testing.T) {
+			var dir string
+			err := withProxy(t, p, func(r *Running, be *Backend) error {
+				dir = r.cfgDir
+				b, err := os.ReadFile(filepath.Join(dir, "proxy.conf"))
+				if err != nil {
+					return err
+				}
+				listen := map[Peer]string{HAProxy: "bind fd@3", Nginx: "listen " + r.Addr + ";"}[p.Peer]
+				if !strings.Contains(string(b), be.Addr()) || !strings.Contains(string(b), listen) {
+					t.Errorf("config does not name the backend %s and the inherited socket (%q):\n%s", be.Addr(), listen, b)
+				}
+				if p.Peer == Nginx {
+					ppid, err := parentOf(r.Pid())
+					if err != nil {
+						return err
+					}
+					if r.Pid() == r.proc.Pid() || ppid != r.proc.Pid() {
+						t.Errorf("measured process %d (parent %d), want a child of the master %d", r.Pid(), ppid, r.proc.Pid())
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("config directory %s left behind after Stop (%v)", dir, err)
+			}
+		})
+	}
+}
+
+// parentOf is the parent process id of pid.
+func parentOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	if _, err := os.Stat(cfg); !os.IsNotExist(err) {
-		t.Errorf("config %s left behind after Stop (%v)", cfg, err)
-	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return strconv.Atoi(f[1])
 }
 
 func TestPinnedAndIdle(t *testing.T) {

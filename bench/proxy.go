@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,13 +22,33 @@ type Proxy struct {
 	Name string
 	Path string
 	Args []string // before the target address
-	// HAProxy marks Path as an haproxy binary, run with a generated
-	// configuration instead of a target argument (see HAProxyConfig).
-	HAProxy bool
+	// Peer, when set, marks Path as another proxy measured for comparison:
+	// it runs with a generated configuration instead of a target argument.
+	Peer Peer
 }
+
+// Peer is a kind of proxy other than ours and systemd-socket-proxyd's
+// command line.
+type Peer int
+
+const (
+	NotPeer Peer = iota
+	// HAProxy runs with HAProxyConfig.
+	HAProxy
+	// Nginx runs with NginxConfig.
+	Nginx
+)
 
 // HAProxyPath is where Debian installs HAProxy.
 const HAProxyPath = "/usr/sbin/haproxy"
+
+// NginxPath is where Debian installs nginx.
+const NginxPath = "/usr/sbin/nginx"
+
+// NginxStreamModule is Debian's nginx TCP proxy module
+// (libnginx-mod-stream), loaded by NginxConfig when present; builds with
+// the module compiled in have no such file.
+const NginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 // HAProxyConfig is the configuration HAProxy runs with in front of
 // backend: a plain TCP proxy on the socket-activated fd 3, as it comes
@@ -45,6 +66,39 @@ defaults
 listen bench
     bind fd@3
     server backend ` + backend + `
+`
+}
+
+// NginxConfig is the configuration nginx runs with in front of backend: a
+// stream (TCP) proxy on the inherited socket listen, with nginx's defaults
+// (one worker process, as our default of one event loop per two CPUs
+// here; 16 KiB buffers; no splicing) but for a connection limit the
+// 20,000-descriptor limit allows (default 512, too few for the idle
+// workload) with its descriptors, and half-closes passed on as
+// systemd-socket-proxyd passes them (off by default; no workload
+// half-closes, so it costs nothing). The pid file goes to dir.
+//
+// nginx cannot take sockets from systemd; it inherits listen through its
+// own binary-upgrade variable (NGINX=3;), matched to the listen directive
+// by address, so listen must be exactly the inherited socket's address.
+func NginxConfig(backend, listen, dir string) string {
+	module := ""
+	if _, err := os.Stat(NginxStreamModule); err == nil {
+		module = "load_module " + NginxStreamModule + ";\n"
+	}
+	return module + `daemon off;
+pid ` + filepath.Join(dir, "nginx.pid") + `;
+worker_rlimit_nofile 20000;
+events {
+    worker_connections 18000;
+}
+stream {
+    server {
+        listen ` + listen + `;
+        proxy_pass ` + backend + `;
+        proxy_half_close on;
+    }
+}
 `
 }
 
@@ -79,8 +133,11 @@ func (p Proxy) String() string {
 	if p.Path == "" {
 		return Direct
 	}
-	if p.HAProxy {
+	switch p.Peer {
+	case HAProxy:
 		return strings.Join(append([]string{p.Path}, p.Args...), " ") + " -db -f CONFIG (bind fd@3; defaults)"
+	case Nginx:
+		return strings.Join(append([]string{p.Path}, p.Args...), " ") + " -e stderr -c CONFIG (stream proxy on the inherited socket; defaults but proxy_half_close on, worker_connections 18000)"
 	}
 	return strings.Join(append([]string{p.Path}, p.Args...), " ")
 }
@@ -90,8 +147,11 @@ type Running struct {
 	Proxy Proxy
 	Addr  string // where clients connect
 	proc  *proxytest.Process
-	// cfgFile is a generated configuration, removed by Stop.
-	cfgFile string
+	// pid is the process measured and pinned: the one started, or for
+	// nginx its worker (the master only supervises).
+	pid int
+	// cfgDir holds a generated configuration; Stop removes it.
+	cfgDir string
 }
 
 // Start starts p with a fresh listener on 127.0.0.1 passed by socket
@@ -110,44 +170,71 @@ func Start(p Proxy, backend string) (*Running, error) {
 	if err != nil {
 		return nil, err
 	}
+	addr := ln.Addr().String()
 	args := append(append([]string(nil), p.Args...), backend)
-	var cfgFile string
-	if p.HAProxy {
-		cfg, err := os.CreateTemp("", "proxybench-haproxy-*.cfg")
-		if err != nil {
+	var env []string
+	var cfgDir string
+	if p.Peer != NotPeer {
+		if cfgDir, err = os.MkdirTemp("", "proxybench-"); err != nil {
 			f.Close()
 			return nil, err
 		}
-		cfgFile = cfg.Name()
-		_, err = cfg.WriteString(HAProxyConfig(backend))
-		if cerr := cfg.Close(); err == nil {
-			err = cerr
+		cfgFile := filepath.Join(cfgDir, "proxy.conf")
+		var cfg string
+		switch p.Peer {
+		case HAProxy:
+			cfg = HAProxyConfig(backend)
+			args = append(append([]string(nil), p.Args...), "-db", "-f", cfgFile)
+		case Nginx:
+			cfg = NginxConfig(backend, addr, cfgDir)
+			args = append(append([]string(nil), p.Args...), "-p", cfgDir, "-e", "stderr", "-c", cfgFile)
+			env = []string{"NGINX=3;"}
 		}
-		if err != nil {
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 			f.Close()
-			os.Remove(cfgFile)
+			os.RemoveAll(cfgDir)
 			return nil, err
 		}
-		args = append(append([]string(nil), p.Args...), "-db", "-f", cfgFile)
 	}
 	proc, err := proxytest.Start(proxytest.Activated{
 		Path:      p.Path,
 		Args:      args,
 		Listeners: []*os.File{f},
+		Env:       env,
 	})
 	f.Close()
 	if err != nil {
-		if cfgFile != "" {
-			os.Remove(cfgFile)
+		if cfgDir != "" {
+			os.RemoveAll(cfgDir)
 		}
 		return nil, err
 	}
-	r := &Running{Proxy: p, Addr: ln.Addr().String(), proc: proc, cfgFile: cfgFile}
+	r := &Running{Proxy: p, Addr: addr, proc: proc, pid: proc.Pid(), cfgDir: cfgDir}
 	if err := r.probe(); err != nil {
-		r.proc.Stop()
+		r.Stop()
 		return nil, fmt.Errorf("%s did not forward a probe: %w%s", p.Name, err, r.stderrNote())
 	}
+	if p.Peer == Nginx {
+		// The worker that forwarded the probe is up by now.
+		if r.pid, err = onlyChild(proc.Pid()); err != nil {
+			r.Stop()
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+	}
 	return r, nil
+}
+
+// onlyChild is the one child process of pid.
+func onlyChild(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		return 0, fmt.Errorf("process %d has children %q, want one", pid, f)
+	}
+	return strconv.Atoi(f[0])
 }
 
 // probe makes one echo round trip through the proxy.
@@ -176,10 +263,7 @@ func (r *Running) probe() error {
 
 // Pid is the proxy's process id, 0 for direct.
 func (r *Running) Pid() int {
-	if r.proc == nil {
-		return 0
-	}
-	return r.proc.Pid()
+	return r.pid
 }
 
 // Stderr is what the proxy has logged so far.
@@ -222,8 +306,8 @@ func (r *Running) Stop() error {
 	}
 	err := r.Alive()
 	r.proc.Stop()
-	if r.cfgFile != "" {
-		os.Remove(r.cfgFile)
+	if r.cfgDir != "" {
+		os.RemoveAll(r.cfgDir)
 	}
 	return err
 }
@@ -308,6 +392,9 @@ func schedCPU(pid int) time.Duration {
 func Probe(p Proxy) string {
 	if p.Path != "" {
 		if _, err := os.Stat(p.Path); err != nil {
+			if p.Peer != NotPeer {
+				return fmt.Sprintf("%s is not installed", p.Path)
+			}
 			return fmt.Sprintf("%s not found (build it first)", p.Path)
 		}
 	}

@@ -44,6 +44,7 @@ func main() {
 		engines   = flag.String("engines", "epoll,io_uring", "engines of -bin to measure; one that does not start is skipped with a note")
 		systemd   = flag.String("systemd", bench.SystemdPath, "systemd-socket-proxyd binary; skipped with a note if absent")
 		haproxy   = flag.String("haproxy", bench.HAProxyPath, "HAProxy binary, measured as a peer with its default tuning; skipped with a note if absent, left out if empty")
+		nginx     = flag.String("nginx", bench.NginxPath, "nginx binary with the stream module, measured as a peer with its default tuning; skipped with a note if absent, left out if empty")
 		jsonOut   = flag.String("json", "", "write every figure as JSON to this file")
 		svgOut    = flag.String("svg", "", "write the chart of ratios to this SVG file")
 		mdOut     = flag.String("md", "", "write the tables as Markdown to this file")
@@ -84,12 +85,18 @@ func main() {
 		}
 		cfg.Proxies = append(cfg.Proxies, p)
 	}
-	if *haproxy != "" {
-		if _, err := os.Stat(*haproxy); err == nil {
-			cfg.Proxies = append(cfg.Proxies, bench.Proxy{Name: "haproxy", Path: *haproxy, HAProxy: true})
-		} else {
-			notes = append(notes, fmt.Sprintf("haproxy skipped: %s is not installed", *haproxy))
+	for _, peer := range []bench.Proxy{
+		{Name: "haproxy", Path: *haproxy, Peer: bench.HAProxy},
+		{Name: "nginx", Path: *nginx, Peer: bench.Nginx},
+	} {
+		if peer.Path == "" {
+			continue
 		}
+		if note := bench.Probe(peer); note != "" {
+			notes = append(notes, fmt.Sprintf("%s skipped: %s", peer.Name, note))
+			continue
+		}
+		cfg.Proxies = append(cfg.Proxies, peer)
 	}
 	cfg.Proxies = append(cfg.Proxies, extra...)
 	for _, n := range notes {
