@@ -61,6 +61,9 @@ type loop struct {
 	clock     int64
 	live      int   // connections in the slot table
 	nextSweep int64 // loop clock of the next --idle-timeout sweep; 0: none
+	// pollUntil is the loop clock until which epoll_wait does not sleep
+	// (--busy-poll after the last events); at or before clock, it may.
+	pollUntil int64
 
 	events []unix.EpollEvent
 	ctlEv  unix.EpollEvent // scratch for epoll_ctl, so it does not escape per call
@@ -164,6 +167,9 @@ func (l *loop) run() error {
 			}
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
+		if n > 0 {
+			l.pollUntil = l.s.BusyPollUntil(l.clock)
+		}
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			switch tok := int(ev.Fd); {
@@ -186,10 +192,11 @@ func (l *loop) run() error {
 }
 
 // waitTimeout is how long epoll_wait may sleep: not at all while
-// connections have queued work, until the next timer otherwise, forever
-// when nothing is pending (an idle proxy uses no CPU).
+// connections have queued work or --busy-poll's time since the last events
+// runs, until the next timer otherwise, forever when nothing is pending (an
+// idle proxy uses no CPU).
 func (l *loop) waitTimeout() int {
-	if len(l.runq) > 0 {
+	if len(l.runq) > 0 || l.pollUntil > l.clock {
 		return 0
 	}
 	next := l.timer.next()

@@ -165,6 +165,9 @@ type uworker struct {
 	ctr    *Counters
 	hdr    [MaxProxyHeader]byte // scratch for a PROXY header
 
+	// pollUntil is when busy polling stops (Server.BusyPoll after the
+	// last completions); at or before clock, the loop sleeps.
+	pollUntil int64
 	// clock is the worker clock read once per batch of completions: cheap
 	// enough to stamp every connection's activity with it.
 	clock      int64
@@ -326,15 +329,41 @@ func (w *uworker) run() error {
 		// Both, every time: queued splice directions must get their turn
 		// while other connections keep the completions coming.
 		if n, m := w.reap(), w.runQueued(); n+m > 0 {
+			w.pollUntil = w.s.BusyPollUntil(w.clock)
+			continue
+		}
+		if w.busyPoll() {
 			continue
 		}
 		if _, err := w.r.SubmitAndWait(1); err != nil &&
 			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
 			return err
 		}
-		w.reap()
+		if w.reap() > 0 {
+			w.pollUntil = w.s.BusyPollUntil(w.clock)
+		}
 	}
 	return nil
+}
+
+// busyPoll spins until completions come or --busy-poll's time since the
+// last ones is up, and reports whether they came. It watches the ring's
+// memory only (CQ tail and the kernel's task-run flag), so it makes no
+// system call; reap then enters to have deferred completions posted.
+func (w *uworker) busyPoll() bool {
+	if w.pollUntil <= w.clock || w.r.SQPending() > 0 {
+		return false
+	}
+	for !w.stopping.Load() {
+		if w.r.CompletionsWaiting() {
+			return true
+		}
+		if w.now() >= w.pollUntil {
+			break
+		}
+	}
+	w.pollUntil = 0
+	return false
 }
 
 // reap handles every completion available now and says how many, then

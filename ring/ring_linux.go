@@ -305,6 +305,11 @@ func (r *Ring) cqNeedsEnter() bool {
 	return atomic.LoadUint32(r.sqFlags)&(sqCQOverflow|sqTaskrun) != 0
 }
 
+// CompletionsWaiting reports whether a PeekBatch would find completions:
+// CQEs posted, or completions the kernel posts at the next enter. It makes
+// no system call, so a loop may spin on it.
+func (r *Ring) CompletionsWaiting() bool { return r.cqReady() > 0 || r.cqNeedsEnter() }
+
 // Submit hands the queued SQEs to the kernel and returns how many it
 // consumed. Fewer than queued means the kernel stopped at an SQE it could
 // not start (without SetupSubmitAll); that SQE's CQE says why, and the rest
