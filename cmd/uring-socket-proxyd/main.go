@@ -66,6 +66,14 @@ func run(argv []string, stdout, stderr io.Writer, log *forward.Logger) int {
 		return 1
 	}
 	logStart(log, engine.Name(), why, listeners, target)
+	if cfg.busyPoll > 0 {
+		// Said once at start: a CPU kept busy must not come as a surprise.
+		until := "for " + cfg.busyPoll.String() + " after each event"
+		if cfg.busyPoll == forward.Never {
+			until = "without end"
+		}
+		log.Infof("Busy polling %s (--busy-poll): each event loop keeps its CPU busy while traffic flows.", until)
+	}
 
 	// Writes to a socket whose peer is gone must fail with EPIPE, and a
 	// closed stderr must not kill a proxy that is carrying traffic.
@@ -81,6 +89,7 @@ func run(argv []string, stdout, stderr io.Writer, log *forward.Logger) int {
 		KeepAlive:      cfg.keepAlive,
 		LogConnections: cfg.logConnections,
 		Threads:        cfg.threads,
+		BusyPoll:       cfg.busyPoll,
 		Log:            log,
 	}
 	s.PrepareListeners()

@@ -65,6 +65,17 @@ func TestBehaviourUring(t *testing.T) {
 	proxytest.Run(t, proxytest.Binary(binPath, "--engine=io_uring"))
 }
 
+// TestBehaviourBusyPoll runs the whole behaviour suite against both
+// engines polling instead of sleeping (--busy-poll): a loop that polls
+// must still see every event, timer and signal a sleeping one does.
+func TestBehaviourBusyPoll(t *testing.T) {
+	for _, engine := range engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			proxytest.Run(t, proxytest.Binary(binPath, "--engine="+engine, "--busy-poll=2ms"))
+		})
+	}
+}
+
 // TestBehaviourReference runs the cases where v252 and we agree against
 // v252 itself: it shows those cases describe the behaviour users rely on.
 func TestBehaviourReference(t *testing.T) {

@@ -262,10 +262,70 @@ func TestNewOptionErrors(t *testing.T) {
 		{"--idle-timeout=-1", "Failed to parse --idle-timeout= argument: -1"},
 		{"--nodelay=maybe", "Failed to parse --nodelay= argument: maybe (expected yes or no)"},
 		{"--keepalive=yes", "option '--keepalive' doesn't allow an argument"},
+		{"--busy-poll=soon", "Failed to parse --busy-poll= argument: soon"},
+		{"--busy-poll=-5us", "Failed to parse --busy-poll= argument: -5us"},
 	} {
 		r := runBinary(t, binPath, nil, tc.arg, "127.0.0.1:1")
 		if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want 1 and %q", tc.arg, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// TestBusyPoll: --busy-poll keeps an event loop on its CPU after events
+// (without end: it spins through an idle second), gives the CPU back once
+// its time since the last event is up (an idle second costs about
+// nothing), and a loop that never sleeps still sees its timers
+// (--exit-idle-time) and signals. CPU is counted in ticks of 10 ms.
+func TestBusyPoll(t *testing.T) {
+	for _, engine := range engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			b := opsServe(t, opsEcho)
+			idleSecond := func(busyPoll string, extra ...string) (ticks uint64, p *proxytest.Process) {
+				t.Helper()
+				front, f := opsListen(t)
+				args := append([]string{"--engine=" + engine, "--busy-poll=" + busyPoll}, extra...)
+				p = opsStart(t, proxytest.Activated{Path: binPath, Args: append(args, b.addr()), Listeners: []*os.File{f}})
+				for i := 0; i < 20; i++ {
+					opsRoundTrip(t, front.Addr().String(), "poll me")
+				}
+				time.Sleep(200 * time.Millisecond) // past a bounded poll's time
+				before, err := proxytest.ReadUsage(p.Pid())
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+				after, err := proxytest.ReadUsage(p.Pid())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return after.CPUTicks - before.CPUTicks, p
+			}
+
+			if ticks, _ := idleSecond("20ms"); ticks > 5 {
+				t.Errorf("--busy-poll=20ms: %d ticks of CPU in an idle second, want about none", ticks)
+			}
+
+			ticks, p := idleSecond("infinity", "--exit-idle-time=3s")
+			if ticks < 30 {
+				t.Errorf("--busy-poll=infinity: %d ticks of CPU in an idle second, want it polling (≥ 30)", ticks)
+			}
+			if !strings.Contains(p.Stderr(), "Busy polling without end (--busy-poll)") {
+				t.Errorf("no log line says the loop polls; stderr:\n%s", p.Stderr())
+			}
+			// The last connection closed ~1.2 s ago: --exit-idle-time fires
+			// while the loop polls.
+			if code, err := p.Wait(5 * time.Second); err != nil || code != 0 {
+				t.Fatalf("polling without end with --exit-idle-time=3s: exit %d, %v; want 0 within seconds", code, err)
+			}
+
+			_, p = idleSecond("infinity")
+			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code, err := p.Wait(5 * time.Second); err != nil || code != 0 {
+				t.Fatalf("polling without end, SIGTERM: exit %d, %v; want 0", code, err)
+			}
+		})
 	}
 }
