@@ -76,8 +76,8 @@ func (s *Server) BusyPollUntil(now int64) int64 {
 	switch {
 	case s.BusyPoll <= 0:
 		return now
-	case s.BusyPoll == Never:
-		return math.MaxInt64
+	case s.BusyPoll == Never || now > math.MaxInt64-int64(s.BusyPoll):
+		return math.MaxInt64 // a span past the clock's end polls without end
 	}
 	return now + int64(s.BusyPoll)
 }

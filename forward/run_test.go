@@ -18,6 +18,7 @@ func TestBusyPollUntil(t *testing.T) {
 		{-time.Second, now},
 		{50 * time.Microsecond, now + int64(50*time.Microsecond)},
 		{Never, math.MaxInt64},
+		{Never - 1, math.MaxInt64}, // would overflow
 	} {
 		s := &Server{BusyPoll: tc.busyPoll}
 		if got := s.BusyPollUntil(now); got != tc.want {

@@ -329,7 +329,9 @@ func (w *uworker) run() error {
 		// Both, every time: queued splice directions must get their turn
 		// while other connections keep the completions coming.
 		if n, m := w.reap(), w.runQueued(); n+m > 0 {
-			w.pollUntil = w.s.BusyPollUntil(w.clock)
+			if w.s.BusyPoll > 0 {
+				w.pollUntil = w.s.BusyPollUntil(w.now())
+			}
 			continue
 		}
 		if w.busyPoll() {
@@ -339,7 +341,7 @@ func (w *uworker) run() error {
 			!errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ETIME) {
 			return err
 		}
-		if w.reap() > 0 {
+		if w.reap() > 0 && w.s.BusyPoll > 0 {
 			w.pollUntil = w.s.BusyPollUntil(w.clock)
 		}
 	}
@@ -347,27 +349,52 @@ func (w *uworker) run() error {
 }
 
 // busyPoll spins until completions come or --busy-poll's time since the
-// last ones is up, and reports whether they came. It watches the ring's
-// memory only (CQ tail and the kernel's task-run flag), so it makes no
-// system call; reap then enters to have deferred completions posted.
+// last ones is up, and reports whether they came. Between enters it
+// watches the ring's memory only (CQ tail and the kernel's task-run flag),
+// so it makes no system call; reap then enters to have deferred
+// completions posted. It enters on its own only to submit what is queued,
+// at the start, and every flushEvery: a kernel may leave deferred work
+// over after an enter without raising the flag again, and only an enter
+// runs it. Spinning for long, it yields its processor every yieldEvery,
+// as the epoll loop does, so that other goroutines are not kept waiting
+// for sysmon to preempt it.
 func (w *uworker) busyPoll() bool {
-	if w.pollUntil <= w.clock || w.r.SQPending() > 0 {
+	if w.pollUntil <= w.clock {
 		return false
 	}
+	start := w.now()
+	lastFlush, lastYield := start-flushEvery, start
 	for !w.stopping.Load() {
+		now := w.now()
+		if now-lastFlush >= flushEvery {
+			lastFlush = now
+			if _, err := w.r.Flush(); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+				break // to the loop's waiting enter, which reports it
+			}
+		}
 		if w.r.CompletionsWaiting() {
 			return true
 		}
-		if w.now() >= w.pollUntil {
+		if now >= w.pollUntil {
 			break
+		}
+		if now-lastYield >= int64(yieldEvery) {
+			lastYield = now
+			runtime.Gosched()
 		}
 	}
 	w.pollUntil = 0
 	return false
 }
 
-// reap handles every completion available now and says how many, then
-// re-arms the starved directions if a buffer or descriptors came back.
+// flushEvery is how often a busy-polling worker enters the kernel anyway
+// (see busyPoll): rarely next to the spin's cost, often next to a wake-up.
+const flushEvery = int64(50 * time.Microsecond)
+
+// yieldEvery is how long a busy-polling worker holds its processor before
+// it yields it.
+const yieldEvery = 2 * time.Millisecond
+
 func (w *uworker) reap() int {
 	total := 0
 	for {

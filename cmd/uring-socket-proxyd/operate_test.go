@@ -273,41 +273,51 @@ func TestNewOptionErrors(t *testing.T) {
 }
 
 // TestBusyPoll: --busy-poll keeps an event loop on its CPU after events
-// (without end: it spins through an idle second), gives the CPU back once
-// its time since the last event is up (an idle second costs about
-// nothing), and a loop that never sleeps still sees its timers
+// for its span (most of the CPU in the first 400 ms of a 600 ms span),
+// gives the CPU back once the span since the last event is up (an idle
+// second then costs about nothing), polls through an idle second without
+// end with infinity, and a loop that never sleeps still sees its timers
 // (--exit-idle-time) and signals. CPU is counted in ticks of 10 ms.
 func TestBusyPoll(t *testing.T) {
 	for _, engine := range engines(t) {
 		t.Run(engine, func(t *testing.T) {
 			b := opsServe(t, opsEcho)
-			idleSecond := func(busyPoll string, extra ...string) (ticks uint64, p *proxytest.Process) {
+			start := func(busyPoll string, extra ...string) *proxytest.Process {
 				t.Helper()
 				front, f := opsListen(t)
 				args := append([]string{"--engine=" + engine, "--busy-poll=" + busyPoll}, extra...)
-				p = opsStart(t, proxytest.Activated{Path: binPath, Args: append(args, b.addr()), Listeners: []*os.File{f}})
+				p := opsStart(t, proxytest.Activated{Path: binPath, Args: append(args, b.addr()), Listeners: []*os.File{f}})
 				for i := 0; i < 20; i++ {
 					opsRoundTrip(t, front.Addr().String(), "poll me")
 				}
-				time.Sleep(200 * time.Millisecond) // past a bounded poll's time
+				return p
+			}
+			ticksOver := func(p *proxytest.Process, d time.Duration) uint64 {
+				t.Helper()
 				before, err := proxytest.ReadUsage(p.Pid())
 				if err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(time.Second)
+				time.Sleep(d)
 				after, err := proxytest.ReadUsage(p.Pid())
 				if err != nil {
 					t.Fatal(err)
 				}
-				return after.CPUTicks - before.CPUTicks, p
+				return after.CPUTicks - before.CPUTicks
 			}
 
-			if ticks, _ := idleSecond("20ms"); ticks > 5 {
-				t.Errorf("--busy-poll=20ms: %d ticks of CPU in an idle second, want about none", ticks)
+			p := start("600ms")
+			if ticks := ticksOver(p, 400*time.Millisecond); ticks < 15 {
+				t.Errorf("--busy-poll=600ms: %d ticks of CPU in the 400 ms after the last event, want it polling (≥ 15)", ticks)
+			}
+			time.Sleep(400 * time.Millisecond) // past the span
+			if ticks := ticksOver(p, time.Second); ticks > 5 {
+				t.Errorf("--busy-poll=600ms: %d ticks of CPU in an idle second after the span, want about none", ticks)
 			}
 
-			ticks, p := idleSecond("infinity", "--exit-idle-time=3s")
-			if ticks < 30 {
+			p = start("infinity", "--exit-idle-time=3s")
+			time.Sleep(200 * time.Millisecond)
+			if ticks := ticksOver(p, time.Second); ticks < 30 {
 				t.Errorf("--busy-poll=infinity: %d ticks of CPU in an idle second, want it polling (≥ 30)", ticks)
 			}
 			if !strings.Contains(p.Stderr(), "Busy polling without end (--busy-poll)") {
@@ -319,7 +329,7 @@ func TestBusyPoll(t *testing.T) {
 				t.Fatalf("polling without end with --exit-idle-time=3s: exit %d, %v; want 0 within seconds", code, err)
 			}
 
-			_, p = idleSecond("infinity")
+			p = start("infinity")
 			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
