@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -76,14 +77,16 @@ listen bench
 // 20,000-descriptor limit allows (default 512, too few for the idle
 // workload) with its descriptors, and half-closes passed on as
 // systemd-socket-proxyd passes them (off by default; no workload
-// half-closes, so it costs nothing). The pid file goes to dir.
+// half-closes, so it costs nothing). The pid file goes to dir; loadStream
+// loads the stream module (NginxStreamModule) for builds that have it as a
+// module to load.
 //
 // nginx cannot take sockets from systemd; it inherits listen through its
 // own binary-upgrade variable (NGINX=3;), matched to the listen directive
 // by address, so listen must be exactly the inherited socket's address.
-func NginxConfig(backend, listen, dir string) string {
+func NginxConfig(backend, listen, dir string, loadStream bool) string {
 	module := ""
-	if _, err := os.Stat(NginxStreamModule); err == nil {
+	if loadStream {
 		module = "load_module " + NginxStreamModule + ";\n"
 	}
 	return module + `daemon off;
@@ -186,7 +189,7 @@ func Start(p Proxy, backend string) (*Running, error) {
 			cfg = HAProxyConfig(backend)
 			args = append(append([]string(nil), p.Args...), "-db", "-f", cfgFile)
 		case Nginx:
-			cfg = NginxConfig(backend, addr, cfgDir)
+			cfg = NginxConfig(backend, addr, cfgDir, nginxStreamIsModule(p.Path))
 			args = append(append([]string(nil), p.Args...), "-p", cfgDir, "-e", "stderr", "-c", cfgFile)
 			env = []string{"NGINX=3;"}
 		}
@@ -222,6 +225,14 @@ func Start(p Proxy, backend string) (*Running, error) {
 		}
 	}
 	return r, nil
+}
+
+// nginxStreamIsModule reports whether the nginx at path was built with
+// its stream (TCP proxy) module as a module to load, as Debian's is,
+// rather than compiled in.
+func nginxStreamIsModule(path string) bool {
+	out, _ := exec.Command(path, "-V").CombinedOutput()
+	return bytes.Contains(out, []byte("--with-stream=dynamic"))
 }
 
 // onlyChild is the one child process of pid.
@@ -306,6 +317,11 @@ func (r *Running) Stop() error {
 	}
 	err := r.Alive()
 	r.proc.Stop()
+	if r.pid != r.proc.Pid() {
+		// nginx's worker, should it outlive a master killed after the
+		// grace period.
+		_ = unix.Kill(r.pid, unix.SIGKILL)
+	}
 	if r.cfgDir != "" {
 		os.RemoveAll(r.cfgDir)
 	}

@@ -75,6 +75,10 @@ func Start(a Activated) (*Process, error) {
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	cmd.Stderr = &p.stderr
 	cmd.Stdout = &p.stderr
+	// A child the process leaves behind (an nginx worker after its master
+	// was killed) would hold the output pipe open and keep Wait, and so
+	// Stop, waiting for ever.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", a.Path, err)
 	}
