@@ -44,6 +44,7 @@ func main() {
 		engines   = flag.String("engines", "epoll,io_uring", "engines of -bin to measure; one that does not start is skipped with a note")
 		systemd   = flag.String("systemd", bench.SystemdPath, "systemd-socket-proxyd binary; skipped with a note if absent")
 		haproxy   = flag.String("haproxy", bench.HAProxyPath, "HAProxy binary, measured as a peer with its default tuning; skipped with a note if absent, left out if empty")
+		busyPoll  = flag.String("busy-poll", "50us", "also measure the io_uring engine with --busy-poll=SPAN, as io_uring+busy; empty leaves it out")
 		nginx     = flag.String("nginx", bench.NginxPath, "nginx binary with the stream module, measured as a peer with its default tuning; skipped with a note if absent, left out if empty")
 		jsonOut   = flag.String("json", "", "write every figure as JSON to this file")
 		svgOut    = flag.String("svg", "", "write the chart of ratios to this SVG file")
@@ -84,6 +85,18 @@ func main() {
 			continue
 		}
 		cfg.Proxies = append(cfg.Proxies, p)
+	}
+	if *busyPoll != "" {
+		// The opt-in for latency, measured in the same run as the default
+		// it departs from, so its price (CPU, pinned tails) shows too.
+		for _, p := range cfg.Proxies {
+			if p.Name == "io_uring" {
+				p.Name = "io_uring+busy"
+				p.Args = append([]string{"--busy-poll=" + *busyPoll}, p.Args...)
+				cfg.Proxies = append(cfg.Proxies, p)
+				break
+			}
+		}
 	}
 	for _, peer := range []bench.Proxy{
 		{Name: "haproxy", Path: *haproxy, Peer: bench.HAProxy},
