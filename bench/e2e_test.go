@@ -224,6 +224,21 @@ func TestPeerConfigRemoved(t *testing.T) {
 	}
 }
 
+// TestProbeNoteSaysWhy: a contender that exits at start is skipped with a
+// note that quotes the last line it wrote, where programs say why, even
+// after a screenful of other output.
+func TestProbeNoteSaysWhy(t *testing.T) {
+	script := `for i in 1 2 3 4 5 6 7 8 9 10; do echo "notice: a long line of start-up chatter that fills the first line $i" >&2; done
+echo '[emerg] unknown directive "stream"' >&2; exit 1`
+	note := Probe(Proxy{Name: "refuser", Path: "/bin/sh", Args: []string{"-c", script}})
+	if !strings.Contains(note, "did not forward a probe") || !strings.Contains(note, `[emerg] unknown directive "stream"`) {
+		t.Errorf("note %q does not say the probe failed and why", note)
+	}
+	if strings.Contains(note, "\n") {
+		t.Errorf("note %q is more than one line", note)
+	}
+}
+
 // parentOf is the parent process id of pid.
 func parentOf(pid int) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -215,7 +215,7 @@ func Start(p Proxy, backend string) (*Running, error) {
 	r := &Running{Proxy: p, Addr: addr, proc: proc, pid: proc.Pid(), cfgDir: cfgDir}
 	if err := r.probe(); err != nil {
 		r.Stop()
-		return nil, fmt.Errorf("%s did not forward a probe: %w%s", p.Name, err, r.stderrNote())
+		return nil, &ProbeError{Name: p.Name, Err: err, Stderr: r.Stderr()}
 	}
 	if p.Peer == Nginx {
 		// The worker that forwarded the probe is up by now.
@@ -285,8 +285,10 @@ func (r *Running) Stderr() string {
 	return r.proc.Stderr()
 }
 
-func (r *Running) stderrNote() string {
-	s := strings.TrimSpace(r.Stderr())
+func (r *Running) stderrNote() string { return stderrNote(r.Stderr()) }
+
+func stderrNote(stderr string) string {
+	s := strings.TrimSpace(stderr)
 	if s == "" {
 		return ""
 	}
@@ -294,6 +296,32 @@ func (r *Running) stderrNote() string {
 		s = s[:2000] + "…"
 	}
 	return "; proxy stderr: " + s
+}
+
+// ProbeError is a proxy that started but did not forward the probe
+// connection, with what it wrote.
+type ProbeError struct {
+	Name   string
+	Err    error
+	Stderr string
+}
+
+func (e *ProbeError) Error() string {
+	return fmt.Sprintf("%s did not forward a probe: %v%s", e.Name, e.Err, stderrNote(e.Stderr))
+}
+
+func (e *ProbeError) Unwrap() error { return e.Err }
+
+// note is the error in one line for a skip note: why the probe failed and
+// the proxy's last line of output, where a program that refuses to start
+// says why (nginx's "[emerg] unknown directive", after its notices).
+func (e *ProbeError) note() string {
+	n := firstLine(fmt.Sprintf("%s did not forward a probe: %v", e.Name, e.Err))
+	lines := strings.Split(strings.TrimSpace(e.Stderr), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+		n += "; it said: " + firstLine(last)
+	}
+	return n
 }
 
 // Alive reports an error if the proxy has exited.
@@ -420,6 +448,10 @@ func Probe(p Proxy) string {
 	}
 	defer be.Close()
 	r, err := Start(p, be.Addr())
+	var pe *ProbeError
+	if errors.As(err, &pe) {
+		return pe.note()
+	}
 	if err != nil {
 		return firstLine(err.Error())
 	}
