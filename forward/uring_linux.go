@@ -411,6 +411,8 @@ const flushEvery = int64(50 * time.Microsecond)
 // it (see maybeYield).
 const yieldEvery = 5 * time.Millisecond
 
+// reap handles every completion available now and says how many, then
+// re-arms the starved directions if a buffer or descriptors came back.
 func (w *uworker) reap() int {
 	total := 0
 	for {
