@@ -104,6 +104,7 @@ const (
 const (
 	pollAddMulti       = 1 << 0 // IORING_POLL_ADD_MULTI, in sqe->len
 	recvMultishot      = 1 << 1 // IORING_RECV_MULTISHOT, in sqe->ioprio
+	recvsendPollFirst  = 1 << 0 // IORING_RECVSEND_POLL_FIRST, in sqe->ioprio
 	acceptMultishot    = 1 << 0 // IORING_ACCEPT_MULTISHOT, in sqe->ioprio
 	ioUringOpSupported = 1 << 0 // IO_URING_OP_SUPPORTED, in io_uring_probe_op.flags
 	rsrcRegisterSparse = 1 << 0 // IORING_RSRC_REGISTER_SPARSE, in io_uring_rsrc_register.flags

@@ -201,6 +201,7 @@ func TestABIValues(t *testing.T) {
 
 		{"IORING_POLL_ADD_MULTI", pollAddMulti, 1},
 		{"IORING_RECV_MULTISHOT", recvMultishot, 2},
+		{"IORING_RECVSEND_POLL_FIRST", recvsendPollFirst, 1},
 		{"IORING_ACCEPT_MULTISHOT", acceptMultishot, 1},
 		{"IORING_ASYNC_CANCEL_FD", uint64(CancelFd), 2},
 		{"IORING_ASYNC_CANCEL_ANY", uint64(CancelAny), 4},

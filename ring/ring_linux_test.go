@@ -1279,3 +1279,49 @@ func TestRecvSelect(t *testing.T) {
 		}
 	})
 }
+
+// TestRecvPollFirst: a recv told to poll first still receives, both when
+// its data is already waiting (the poll fires at once) and when the data
+// comes later.
+func TestRecvPollFirst(t *testing.T) {
+	const (
+		bgid    = 5
+		entries = 2
+		bufSize = 32
+	)
+	eachConfig(t, 8, func(t *testing.T, r *Ring) {
+		requireOps(t, r, OpRecv)
+		br, err := r.RegisterBufRing(bgid, entries)
+		if err != nil {
+			t.Skipf("no provided buffer rings: %v", err)
+		}
+		defer br.Close()
+		mem := pinned(t, entries*bufSize)
+		buf := func(bid uint16) []byte { return mem[int(bid)*bufSize:][:bufSize] }
+		br.Recycle(0, buf(0))
+		br.Recycle(1, buf(1))
+		a, b := tcpPair(t)
+		recv := func(ud uint64, before, after string) {
+			t.Helper()
+			if before != "" {
+				write(t, b, []byte(before))
+			}
+			s := getSQE(t, r)
+			s.PrepRecvSelect(a, bgid, 0)
+			s.SetPollFirst()
+			s.SetUserData(ud)
+			submit(t, r)
+			if after != "" {
+				write(t, b, []byte(after))
+			}
+			c := reapOne(t, r, ud)
+			bid, ok := c.BufferID()
+			want := before + after
+			if c.Res() != int32(len(want)) || !ok || string(buf(bid)[:len(want)]) != want {
+				t.Fatalf("recv: %+v (buffer %d, %v), want %q", c, bid, ok, want)
+			}
+		}
+		recv(1, "ready", "")
+		recv(2, "", "later")
+	})
+}

@@ -179,6 +179,13 @@ func (s *SQE) PrepRecvMultishot(fd int, bgid uint16, flags uint32) {
 	s.flags |= FlagBufferSelect
 }
 
+// SetPollFirst makes a prepared recv or send wait for readiness before
+// its first attempt (IORING_RECVSEND_POLL_FIRST). Use it when the socket
+// is known to have nothing to read (or no room to write): it saves the
+// attempt that would fail with EAGAIN before the kernel arms its poll. A
+// socket that is ready after all costs one poll wake-up, not an error.
+func (s *SQE) SetPollFirst() { s.ioprio |= recvsendPollFirst }
+
 // PrepSend prepares send(fd, buf, flags). The kernel may read buf after
 // submit. Pass MSG_NOSIGNAL in flags to get EPIPE rather than SIGPIPE.
 func (s *SQE) PrepSend(fd int, buf []byte, flags uint32) {

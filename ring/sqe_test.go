@@ -46,6 +46,8 @@ func TestPrep(t *testing.T) {
 			SQE{opcode: 27, fd: 8, addr: bufAddr, len: 10, opFlags: 0x40}},
 		{"recv multishot", func(s *SQE) { s.PrepRecvMultishot(8, 9, 0) },
 			SQE{opcode: 27, fd: 8, ioprio: 2, bufIndex: 9, flags: FlagBufferSelect}},
+		{"recv select, poll first", func(s *SQE) { s.PrepRecvSelect(8, 9, 0); s.SetPollFirst() },
+			SQE{opcode: 27, fd: 8, ioprio: 1, bufIndex: 9, flags: FlagBufferSelect}},
 		{"send", func(s *SQE) { s.PrepSend(8, buf[:4], 0x4000) },
 			SQE{opcode: 26, fd: 8, addr: bufAddr, len: 4, opFlags: 0x4000}},
 		{"send empty", func(s *SQE) { s.PrepSend(8, nil, 0) }, SQE{opcode: 26, fd: 8}},
