@@ -298,8 +298,8 @@ func (w *uworker) connected(c *uconn) {
 	if w.s.ProxyProtocol != ProxyNone && !w.sendProxyHeader(c) {
 		return
 	}
-	w.armRecv(c, 0)
-	w.armRecv(c, 1)
+	w.armRecv(c, 0, false) // the client may have written already
+	w.armRecv(c, 1, true)
 }
 
 // sendProxyHeader sends the PROXY protocol header before any byte of the
@@ -335,7 +335,12 @@ func (c *uconn) fds(d int) (src, dst int) {
 	return c.backend, c.client
 }
 
-func (w *uworker) armRecv(c *uconn, d int) {
+// armRecv submits direction d's next recv. drained says the source most
+// likely has nothing to read yet (its last recv took less than a buffer, or
+// the backend has only just been connected): the recv then waits for the
+// socket to be readable before its first attempt, saving the attempt that
+// would fail with EAGAIN — on a request/response connection, every recv.
+func (w *uworker) armRecv(c *uconn, d int, drained bool) {
 	dir := &c.dirs[d]
 	if dir.recvOn {
 		return
@@ -344,6 +349,9 @@ func (w *uworker) armRecv(c *uconn, d int) {
 	src, _ := c.fds(d)
 	s := w.sqe()
 	s.PrepRecvSelect(src, uringBufGroup, 0)
+	if drained {
+		s.SetPollFirst()
+	}
 	s.SetUserData(w.ud(opRecv+uint8(d), c))
 	c.inflight++
 }
@@ -367,7 +375,7 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 				dir.bulk = true // a full buffer: a bulk transfer
 			}
 			if !dir.bulk && !dir.hasNext {
-				w.armRecv(c, d)
+				w.armRecv(c, d, true) // less than a buffer: the source is drained
 			}
 			return
 		}
@@ -434,7 +442,7 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 		dir.hasNext = false
 		w.send(c, d)
 		if !dir.bulk && !dir.eof {
-			w.armRecv(c, d)
+			w.armRecv(c, d, false) // it stopped with two buffers held: bytes may wait
 		}
 		return
 	}
@@ -444,7 +452,7 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	case dir.bulk:
 		dir.bulk = false
 		if !w.toSplice(c, d) {
-			w.armRecv(c, d) // stay on the copy path
+			w.armRecv(c, d, false) // stay on the copy path
 		}
 	} // else the next recv is in flight already
 }
@@ -520,7 +528,7 @@ func (w *uworker) pump(c *uconn, d int) {
 				// find the ring empty again, and spin.
 				dir.splice = false
 				if w.bufsOut < uringBufCount {
-					w.armRecv(c, d)
+					w.armRecv(c, d, false)
 				} else {
 					w.starved = append(w.starved, dirRef{c, c.gen, d})
 				}
@@ -628,7 +636,7 @@ func (w *uworker) retryStarved() {
 	w.starved = w.spare[:0]
 	for _, r := range starved {
 		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
-			w.armRecv(r.c, r.d)
+			w.armRecv(r.c, r.d, false)
 		}
 	}
 	w.spare = starved[:0]
