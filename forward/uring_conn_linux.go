@@ -582,7 +582,10 @@ func (w *uworker) poll(c *uconn, d int, in bool) {
 }
 
 // handlePoll learns readiness from a poll and pumps. A poll that reports
-// an error still counts as ready: the splice then says what failed.
+// an error on its socket (POLLERR, POLLHUP) still counts as ready: the
+// splice then says what failed. A poll that itself failed ends the
+// connection: the direction has nothing else in flight to wake it, and
+// leaving it would hang the connection with bytes in its pipe.
 func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
 	dir := &c.dirs[d]
 	if in {
@@ -590,7 +593,15 @@ func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
 	} else {
 		dir.pollOut = false
 	}
-	if c.closing || res < 0 {
+	if c.closing {
+		return
+	}
+	if res < 0 {
+		side := d // the polled socket: direction d's source…
+		if !in {
+			side = 1 - d // …or its sink
+		}
+		w.abort(c, side, unix.Errno(-res))
 		return
 	}
 	if in {
@@ -603,8 +614,16 @@ func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
 
 // runQueued gives splice directions that used up their turn another one,
 // and says how many there were.
+//
+// It reads the clock when there are any: a worker whose only work is
+// splice turns reaps nothing, and the clock must still move for the
+// bytes' activity stamps (--idle-timeout) and maybeYield.
 func (w *uworker) runQueued() int {
 	q := w.runq
+	if len(q) == 0 {
+		return 0
+	}
+	w.clock = w.now()
 	w.runq = w.runqNext[:0]
 	for _, r := range q {
 		r.c.dirs[r.d].queued = false

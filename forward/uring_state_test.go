@@ -478,3 +478,51 @@ func TestUringTeardownClosesPipes(t *testing.T) {
 		t.Fatalf("pipe budget %d after teardown, want %d: the pipe was not closed", got, before)
 	}
 }
+
+// TestUringStatePollFails: a poll that fails itself (not one reporting an
+// error on its socket) ends the connection, resetting the other side,
+// instead of leaving the direction with nothing in flight to wake it.
+func TestUringStatePollFails(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in      bool
+		wantEnd End
+	}{
+		{"source poll", true, EndClientFailed},
+		{"sink poll", false, EndBackendFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+			c, _ := newStateConn(t, w)
+			connect(w, c)
+			w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
+			w.feed(c, opSend, uringBufSize, 0) // direction 0 is on the splice path
+			op := uint8(opPollIn)
+			if !tc.in {
+				c.dirs[0].pollOut = true // as if it waited for room in the sink
+				c.inflight++
+				op = opPollOut
+			}
+			w.feed(c, op, -int32(unix.ENOMEM), 0)
+			if !c.closing || c.end != tc.wantEnd || c.endErr != unix.ENOMEM {
+				t.Fatalf("after a failed poll: closing %v, end %v (%v); want closing, end %v (ENOMEM)", c.closing, c.end, c.endErr, tc.wantEnd)
+			}
+		})
+	}
+}
+
+// TestUringRunQueuedReadsClock: splice turns alone keep the worker clock
+// moving; no completion may come while a bulk direction takes its turns.
+func TestUringRunQueuedReadsClock(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	w.clock = 0
+	w.runq = append(w.runq, dirRef{c, c.gen, 0})
+	time.Sleep(time.Millisecond)
+	if n := w.runQueued(); n != 1 {
+		t.Fatalf("runQueued ran %d directions, want 1", n)
+	}
+	if w.clock < int64(time.Millisecond) {
+		t.Fatalf("worker clock %v after a splice turn, want the current time", time.Duration(w.clock))
+	}
+}
