@@ -307,3 +307,47 @@ func TestRunFailsOnCorruption(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRecordsReferenceFailures: a reference proxy's failed repetition
+// is recorded and left out, its other repetitions go on, and the run does
+// not fail; one that fails every repetition has no figures.
+func TestRunRecordsReferenceFailures(t *testing.T) {
+	good := flipProxy(t).Path
+	dir := t.TempDir()
+	// Fails its first start (corrupting a byte), then forwards honestly.
+	script := filepath.Join(dir, "once")
+	body := "#!/bin/sh\nif [ -e " + dir + "/started ]; then exec " + good + " \"$@\"; fi\n" +
+		": > " + dir + "/started\nexec " + good + " -flip-down 30 \"$@\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	always := flipProxy(t, "-flip-down", "30")
+	always.Name, always.Reference = "always", true
+	cfg := Config{
+		Reps: 3, Pin: allowedCPU(t), sizes: &tiny, Workloads: []string{"rr/conns=1/size=64B"},
+		Proxies: []Proxy{{Name: Direct}, {Name: "once", Path: script, Reference: true}, always},
+	}
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatalf("Run failed on a reference's failures: %v", err)
+	}
+	if len(res.Variants) != 1 {
+		t.Fatalf("%d variants, want 1", len(res.Variants))
+	}
+	vr := res.Variants[0]
+	once := vr.Lookup("once")
+	if once == nil || once.Error != "" || len(once.Failed) != 1 || len(once.Samples["ops/s"]) != 2 {
+		t.Fatalf("once: %+v; want 1 failed repetition recorded and 2 measured", once)
+	}
+	if !strings.Contains(once.Failed[0], "repetition 1") || !strings.Contains(once.Failed[0], "corrupted") {
+		t.Errorf("once's failure %q does not say which repetition and why", once.Failed[0])
+	}
+	if a := vr.Lookup("always"); a == nil || !strings.Contains(a.Error, "every repetition failed") || len(a.Stats) != 0 {
+		t.Errorf("always: %+v; want marked failed, with no figures", a)
+	}
+	var sb strings.Builder
+	res.WriteText(&sb)
+	if out := sb.String(); !strings.Contains(out, "once failed 1 of 3 repetitions, left out of its figures; repetition 1:") {
+		t.Errorf("report does not mention once's failed repetition:\n%s", out)
+	}
+}

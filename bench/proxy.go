@@ -26,6 +26,12 @@ type Proxy struct {
 	// Peer, when set, marks Path as another proxy measured for comparison:
 	// it runs with a generated configuration instead of a target argument.
 	Peer Peer
+	// Reference marks a proxy measured only to compare with
+	// (systemd-socket-proxyd, the peers): a repetition it fails is a
+	// finding about it, reported with the results, and does not fail the
+	// run; its other repetitions go on. A proxy under test fails the run
+	// and is not measured again in that variant.
+	Reference bool
 }
 
 // Peer is a kind of proxy other than ours and systemd-socket-proxyd's

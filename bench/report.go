@@ -60,6 +60,15 @@ func (r *Results) write(w io.Writer, md bool) error {
 			}
 		}
 		writeTable(w, rows, md)
+		for _, p := range vr.Proxies {
+			if len(p.Failed) > 0 && p.Error == "" {
+				if md {
+					fmt.Fprintln(w)
+				}
+				fmt.Fprintf(w, "%s failed %d of %d repetitions, left out of its figures; %s\n",
+					p.Proxy, len(p.Failed), r.Meta.Reps, firstLine(p.Failed[0]))
+			}
+		}
 	}
 	if len(r.Meta.Notes) > 0 {
 		fmt.Fprintln(w)

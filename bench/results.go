@@ -66,8 +66,11 @@ type VariantResult struct {
 
 // ProxyResult is one proxy's figures in one variant.
 type ProxyResult struct {
-	Proxy   string                  `json:"proxy"`
-	Error   string                  `json:"error,omitempty"`
+	Proxy string `json:"proxy"`
+	Error string `json:"error,omitempty"`
+	// Failed lists the repetitions a Reference proxy failed, left out of
+	// its figures.
+	Failed  []string                `json:"failed,omitempty"`
 	Samples map[string][]float64    `json:"samples"`
 	Stats   map[string]*MetricStats `json:"stats"`
 }

@@ -255,7 +255,9 @@ func sizeName(n int64) string {
 // time with a fresh backend and a freshly started proxy. A proxy that fails
 // a measurement (corrupted content, a crash, an error) is marked failed
 // for that variant and not measured again there; Run then returns the
-// results and an error naming every failure.
+// results and an error naming every failure. A Reference proxy's failed
+// repetition is only recorded (ProxyResult.Failed) and its others go on;
+// it is marked failed if none succeeds, and never fails the run.
 func Run(cfg Config) (*Results, error) {
 	if cfg.Reps <= 0 {
 		cfg.Reps = DefaultReps(cfg.Quick)
@@ -277,6 +279,14 @@ func Run(cfg Config) (*Results, error) {
 				}
 				t := time.Now()
 				m, err := measure(v, p)
+				if err != nil && p.Reference {
+					pr.Failed = append(pr.Failed, fmt.Sprintf("repetition %d: %v", rep, err))
+					fmt.Fprintf(progress, "  rep %d %-10s FAIL (a reference: recorded, not counted): %v\n", rep, p.Name, err)
+					if len(pr.Failed) == cfg.Reps {
+						pr.Error = "every repetition failed; the first: " + pr.Failed[0]
+					}
+					continue
+				}
 				if err != nil {
 					pr.Error = err.Error()
 					failures = append(failures, fmt.Errorf("%s, repetition %d: %w", v.Name, rep, err))
