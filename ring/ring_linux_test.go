@@ -1237,24 +1237,29 @@ func TestSingleIssuerOtherThread(t *testing.T) {
 	reapOne(t, r, 1) // the SQE is still queued, and the owner submits it
 }
 
+// recvGroup registers provided-buffer group bgid with two empty entries of
+// 32 bytes for a recv test (skipping where the kernel has no buffer rings),
+// and returns it with the memory of each buffer ID.
+func recvGroup(t *testing.T, r *Ring, bgid uint16) (*BufRing, func(bid uint16) []byte) {
+	t.Helper()
+	const entries, bufSize = 2, 32
+	requireOps(t, r, OpRecv)
+	br, err := r.RegisterBufRing(bgid, entries)
+	if err != nil {
+		t.Skipf("no provided buffer rings: %v", err)
+	}
+	t.Cleanup(func() { br.Close() })
+	mem := pinned(t, entries*bufSize)
+	return br, func(bid uint16) []byte { return mem[int(bid)*bufSize:][:bufSize] }
+}
+
 // TestRecvSelect: a single-shot recv takes its buffer from the group only
 // when data arrives, reports its ID, and fails with -ENOBUFS when the group
 // is empty.
 func TestRecvSelect(t *testing.T) {
-	const (
-		bgid    = 4
-		entries = 2
-		bufSize = 32
-	)
+	const bgid = 4
 	eachConfig(t, 8, func(t *testing.T, r *Ring) {
-		requireOps(t, r, OpRecv)
-		br, err := r.RegisterBufRing(bgid, entries)
-		if err != nil {
-			t.Skipf("no provided buffer rings: %v", err)
-		}
-		defer br.Close()
-		mem := pinned(t, entries*bufSize)
-		buf := func(bid uint16) []byte { return mem[int(bid)*bufSize:][:bufSize] }
+		br, buf := recvGroup(t, r, bgid)
 		a, b := tcpPair(t)
 		recv := func() CQE {
 			s := getSQE(t, r)
@@ -1284,20 +1289,9 @@ func TestRecvSelect(t *testing.T) {
 // its data is already waiting (the poll fires at once) and when the data
 // comes later.
 func TestRecvPollFirst(t *testing.T) {
-	const (
-		bgid    = 5
-		entries = 2
-		bufSize = 32
-	)
+	const bgid = 5
 	eachConfig(t, 8, func(t *testing.T, r *Ring) {
-		requireOps(t, r, OpRecv)
-		br, err := r.RegisterBufRing(bgid, entries)
-		if err != nil {
-			t.Skipf("no provided buffer rings: %v", err)
-		}
-		defer br.Close()
-		mem := pinned(t, entries*bufSize)
-		buf := func(bid uint16) []byte { return mem[int(bid)*bufSize:][:bufSize] }
+		br, buf := recvGroup(t, r, bgid)
 		br.Recycle(0, buf(0))
 		br.Recycle(1, buf(1))
 		a, b := tcpPair(t)
