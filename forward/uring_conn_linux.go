@@ -34,7 +34,10 @@ const (
 // sink, when it is full) and then splices through a pipe, made by the
 // worker itself as non-blocking system calls, so the bytes never enter
 // user memory and no io-wq thread is involved (an IORING_OP_SPLICE is
-// always run by one).
+// always run by one). A direction whose recv found every buffer held moves
+// to the splice path too, but only until its source is drained at a time
+// when buffers are free again: otherwise a burst of many connections would
+// leave each of them on the path that costs messages the most.
 type udir struct {
 	bid     uint16 // buffer held while sending
 	hasBuf  bool   // a buffer is held, and a send of it is in flight
@@ -49,6 +52,7 @@ type udir struct {
 
 	// Splice path.
 	splice             bool
+	bufferless         bool // on it only for want of a buffer (see udir)
 	p                  Pipe
 	hasPipe            bool
 	inPipe             int
@@ -327,6 +331,14 @@ func (w *uworker) sent(c *uconn, d int, n int) {
 	}
 }
 
+// forwarded returns the bytes direction d has delivered.
+func (c *uconn) forwarded(d int) uint64 {
+	if d == 0 {
+		return c.sentUp
+	}
+	return c.sentDown
+}
+
 // fds returns direction d's source and sink: 0 is client → backend.
 func (c *uconn) fds(d int) (src, dst int) {
 	if d == 0 {
@@ -390,13 +402,24 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 			w.shutdownSink(c, d)
 		} // else once the held bytes are sent
 	case res == -int32(unix.ENOBUFS):
-		// Every buffer is held, perhaps by sends to clients that do not
-		// read: move to the splice path, which needs none, rather than
-		// wait for one to come back; once this direction's own send is
-		// done, so that no byte overtakes another.
+		// Every buffer is held. Among connections already exchanging
+		// bytes that means the worker needs more: provide them if it may,
+		// and receive again. Not for a connection's first bytes: a burst
+		// of new connections (each arming its first recvs together) is
+		// over at once, and buffers once provided stay touched.
+		if c.forwarded(d) > 0 && w.growBufs() {
+			w.armRecv(c, d, false)
+			return
+		}
+		// Perhaps by sends to clients that do not read: move to the
+		// splice path, which needs none, rather than wait for one to come
+		// back; once this direction's own send is done, so that no byte
+		// overtakes another.
+		dir.bufferless = true
 		if dir.hasBuf {
 			dir.bulk = true
 		} else if !w.toSplice(c, d) {
+			dir.bufferless = false
 			w.starved = append(w.starved, dirRef{c, c.gen, d})
 		}
 	case res < 0:
@@ -526,8 +549,8 @@ func (w *uworker) pump(c *uconn, d int) {
 				// one comes back or a connection closes (retryStarved).
 				// Retrying at once with every buffer held would only
 				// find the ring empty again, and spin.
-				dir.splice = false
-				if w.bufsOut < uringBufCount {
+				dir.splice, dir.bufferless = false, false
+				if w.bufsOut < w.bufsLent || w.growBufs() {
 					w.armRecv(c, d, false)
 				} else {
 					w.starved = append(w.starved, dirRef{c, c.gen, d})
@@ -542,6 +565,13 @@ func (w *uworker) pump(c *uconn, d int) {
 			dir.srcReady = false
 			w.pipes.Put(dir.p)
 			dir.hasPipe = false
+			if dir.bufferless && w.bufsOut < w.bufsLent/2 {
+				// Drained, and buffers are back (half of them, so that
+				// it does not come straight back): the copy path again.
+				dir.splice, dir.bufferless = false, false
+				w.armRecv(c, d, true)
+				return
+			}
 			w.poll(c, d, true)
 			return
 		case errno != 0:
@@ -627,7 +657,7 @@ func (w *uworker) runQueued() int {
 	w.runq = w.runqNext[:0]
 	for _, r := range q {
 		r.c.dirs[r.d].queued = false
-		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
+		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing && r.c.dirs[r.d].splice {
 			w.pump(r.c, r.d)
 		}
 	}

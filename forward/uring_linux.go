@@ -36,8 +36,10 @@ func (UringEngine) Name() string { return "io_uring" }
 const (
 	uringSQEntries = 1024
 	uringCQEntries = 16384
-	uringBufSize   = 256 << 10 // one recv's worth; also a direction's buffering
-	uringBufCount  = 256       // per worker; memory is touched only when used
+	uringBufSize   = 32 << 10 // one recv's worth; a direction that fills one is bulk
+	uringBufStart  = 256      // buffers a worker provides at first
+	uringBufGrow   = 256      // and adds when an exchanging direction finds none left
+	uringBufMax    = 2048     // at most: 64 MiB of address space, touched only when used
 	uringBufGroup  = 1
 	uringBatch     = 256 // CQEs handled per peek
 )
@@ -186,6 +188,7 @@ type uworker struct {
 	spare    []dirRef // the other backing array of starved, reused
 	recycled bool     // a buffer or descriptors came back since the last retryStarved
 	bufsOut  int      // provided buffers completions handed us and we hold
+	bufsLent int      // buffers provided to the kernel so far (they grow; see growBufs)
 	cqes     []*ring.CQE
 
 	acceptArmed  []bool // per listener: an accept is in the kernel
@@ -231,16 +234,13 @@ func (w *uworker) setup() error {
 	// Nothing the engine submits should need io-wq; cap it so that a
 	// kernel that punts anyway cannot grow a thread per connection.
 	_, _, _ = r.RegisterIOWQMaxWorkers(4, 4)
-	if w.bufMem, err = ring.AllocPinned(uringBufSize * uringBufCount); err != nil {
+	if w.bufMem, err = ring.AllocPinned(uringBufSize * uringBufMax); err != nil {
 		return err
 	}
-	if w.bufs, err = r.RegisterBufRing(uringBufGroup, uringBufCount); err != nil {
+	if w.bufs, err = r.RegisterBufRing(uringBufGroup, uringBufMax); err != nil {
 		return err
 	}
-	for bid := 0; bid < uringBufCount; bid++ {
-		w.bufs.Add(uint16(bid), w.buf(uint16(bid)), bid)
-	}
-	w.bufs.Advance(uringBufCount)
+	w.growBufs()
 	if w.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
@@ -252,6 +252,28 @@ func (w *uworker) setup() error {
 	}
 	_, err = w.r.Submit()
 	return err
+}
+
+// growBufs provides the kernel with uringBufGrow more buffers, unless it
+// has all uringBufMax, and says whether it did. Buffers are provided only
+// as the traffic needs them because the kernel takes them in ring order:
+// every buffer provided is used in turn, and its first page, once touched,
+// stays resident. So a few connections, or a burst of new ones, touch a
+// few hundred buffers (idle memory stays low), while a thousand busy
+// connections get the buffers they need instead of finding the ring empty
+// and falling back to the splice path, which costs a small message more.
+func (w *uworker) growBufs() bool {
+	n := min(uringBufGrow, uringBufMax-w.bufsLent)
+	if n <= 0 {
+		return false
+	}
+	for i := range n {
+		bid := uint16(w.bufsLent + i)
+		w.bufs.Add(bid, w.buf(bid), i)
+	}
+	w.bufs.Advance(n)
+	w.bufsLent += n
+	return true
 }
 
 func (w *uworker) buf(bid uint16) []byte {

@@ -225,9 +225,11 @@ func TestUringStatePipelined(t *testing.T) {
 		t.Fatalf("%d bytes counted, want 30", c.sentUp)
 	}
 
-	// No buffer for a recv while a send is in flight: the splice path
-	// waits for that send, so that no byte overtakes another.
+	// No buffer for a recv while a send is in flight, and none left to
+	// provide: the splice path waits for that send, so that no byte
+	// overtakes another.
 	w.feed(c, opRecv+1, 7, ring.BufferFlags(6))
+	w.bufsLent = uringBufMax
 	w.feed(c, opRecv+1, -int32(unix.ENOBUFS), 0)
 	if d := c.dirs[1]; d.splice || !d.bulk || d.recvOn {
 		t.Fatalf("ENOBUFS during a send: %+v; want the switch to wait", d)
@@ -281,9 +283,76 @@ func TestUringStateNoBuffers(t *testing.T) {
 	// Every buffer is held (by sends to clients that do not read, say):
 	// the direction moves to the splice path, which needs none, and
 	// waits for its source there.
+	w.bufsLent, w.bufsOut = uringBufMax, uringBufMax // none left to provide either
 	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
-	if d := c.dirs[0]; len(w.starved) != 0 || !d.splice || !d.pollIn || c.inflight != 2 {
+	if d := c.dirs[0]; len(w.starved) != 0 || !d.splice || !d.bufferless || !d.pollIn || c.inflight != 2 {
 		t.Fatalf("after -ENOBUFS: %d starved, %+v, %d in flight; want the splice path polling", len(w.starved), d, c.inflight)
+	}
+	// Drained while buffers are still scarce: it stays there.
+	w.bufsOut = uringBufMax / 2
+	w.feed(c, opPollIn, unix.POLLIN, 0)
+	if d := c.dirs[0]; !d.splice || !d.pollIn || d.recvOn || d.hasPipe {
+		t.Fatalf("drained with half the buffers held: %+v; want the splice path polling", d)
+	}
+	// Drained once most buffers are back: the copy path again, which
+	// costs a message the least.
+	w.bufsOut = uringBufMax/2 - 1
+	w.feed(c, opPollIn, unix.POLLIN, 0)
+	if d := c.dirs[0]; d.splice || d.bufferless || d.pollIn || !d.recvOn || d.hasPipe || c.inflight != 2 {
+		t.Fatalf("drained with buffers free: %+v, %d in flight; want the copy path with a recv armed", d, c.inflight)
+	}
+}
+
+// TestUringStateBuffersGrow: the worker provides more buffers only when a
+// recv of a direction that has forwarded bytes finds none left (buffers are
+// used in ring order, so each one provided is touched), up to uringBufMax;
+// that recv simply receives again. A connection's first recv finding none
+// (a burst of new connections) takes the splice path instead.
+func TestUringStateBuffersGrow(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	if w.bufsLent != uringBufStart {
+		t.Fatalf("%d buffers provided at start, want %d", w.bufsLent, uringBufStart)
+	}
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	w.bufsOut = uringBufStart - 1
+	w.feed(c, opRecv, 64, ring.BufferFlags(1)) // every buffer held now
+	if w.bufsLent != uringBufStart {
+		t.Fatalf("%d provided after a recv took the last buffer, want still %d", w.bufsLent, uringBufStart)
+	}
+	w.feed(c, opSend, 64, 0)
+	w.bufsOut = w.bufsLent
+	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
+	if d := c.dirs[0]; w.bufsLent != uringBufStart+uringBufGrow || d.splice || !d.recvOn {
+		t.Fatalf("after -ENOBUFS with room to grow: %d provided, %+v; want %d and a recv armed", w.bufsLent, d, uringBufStart+uringBufGrow)
+	}
+	fresh, _ := newStateConn(t, w)
+	connect(w, fresh)
+	lent := w.bufsLent
+	w.bufsOut = lent
+	w.feed(fresh, opRecv, -int32(unix.ENOBUFS), 0)
+	if d := fresh.dirs[0]; w.bufsLent != lent || !d.splice || !d.bufferless {
+		t.Fatalf("a new connection's first recv found no buffer: %d provided (was %d), %+v; want no more provided, the splice path", w.bufsLent, lent, d)
+	}
+	for w.growBufs() {
+	}
+	if w.bufsLent != uringBufMax {
+		t.Fatalf("grew to %d buffers, want at most and at last %d", w.bufsLent, uringBufMax)
+	}
+}
+
+// TestUringStateBulkStaysSpliced: a direction on the splice path because
+// it filled a buffer stays there when drained, however many buffers are
+// free: it is a bulk transfer.
+func TestUringStateBulkStaysSpliced(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
+	w.feed(c, opSend, uringBufSize, 0)
+	w.feed(c, opPollIn, unix.POLLIN, 0) // nothing to read: drained
+	if d := c.dirs[0]; !d.splice || d.bufferless || !d.pollIn || d.recvOn {
+		t.Fatalf("a drained bulk direction: %+v; want it on the splice path, polling", d)
 	}
 }
 
@@ -432,7 +501,8 @@ func TestUringStateNoPipeNoBuffers(t *testing.T) {
 	connect(w, c)
 	other, _ := newStateConn(t, w)
 	connect(w, other)
-	w.bufsOut = uringBufCount // as if sends to clients that do not read held them all
+	// As if sends to clients that do not read held them all.
+	w.bufsLent, w.bufsOut = uringBufMax, uringBufMax
 	noDescriptors(t)
 	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
 	if d := c.dirs[0]; d.splice || d.recvOn || len(w.starved) != 1 || w.recycled {
@@ -446,7 +516,7 @@ func TestUringStateNoPipeNoBuffers(t *testing.T) {
 	w.recycled = false
 	// A buffer comes back: the recv is re-armed.
 	w.recycle(0)
-	if !w.recycled || w.bufsOut != uringBufCount-1 {
+	if !w.recycled || w.bufsOut != uringBufMax-1 {
 		t.Fatalf("after a recycle: retry due %v, %d buffers out", w.recycled, w.bufsOut)
 	}
 	w.retryStarved()

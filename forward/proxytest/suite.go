@@ -58,6 +58,7 @@ var cases = []struct {
 	{"BackendSpeaksFirst", testBackendFirst},
 	{"Bulk64MiBEachWay", testBulk},
 	{"ManyConcurrent", testManyConcurrent},
+	{"ManyConnectionsExchanging", testManyExchanging},
 	{"HalfCloseFromClient", testHalfCloseClient},
 	{"HalfCloseFromBackend", testHalfCloseBackend},
 	{"ResetFromClient", testResetFromClient},
@@ -448,6 +449,60 @@ func testManyConcurrent(t *testing.T, h Harness) {
 			if err != nil || !bytes.Equal(got, msg) {
 				got = got[:n]
 				errs <- fmt.Errorf("connection %d: %d of %d bytes back, %v", i, len(got), len(msg), err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// testManyExchanging: 800 connections, opened first, then all exchanging
+// small messages at once, each reply checked. Small messages stay on an
+// engine's cheapest path (the io_uring engine's copy path through provided
+// buffers), and this many at once is more than the buffers it starts with.
+func testManyExchanging(t *testing.T, h Harness) {
+	const (
+		conns  = 800
+		rounds = 10
+		size   = 1 << 10
+	)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, bl.Addr().String(), Options{ConnectionsMax: conns})
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		cs[i] = c
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	start := make(chan struct{})
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			got := make([]byte, size)
+			for r := range rounds {
+				msg := randomBytes(size, uint64(i*rounds+r))
+				if _, err := c.Write(msg); err != nil {
+					errs <- fmt.Errorf("connection %d, round %d: %v", i, r, err)
+					return
+				}
+				if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+					errs <- fmt.Errorf("connection %d, round %d: reply differs or failed (%v)", i, r, err)
+					return
+				}
 			}
 		}()
 	}
