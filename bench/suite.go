@@ -153,7 +153,7 @@ func Variants(cfg Config) []Variant {
 			},
 		}
 	}
-	for _, c := range []struct{ conns, size int }{{1, 64}, {32, 64}, {1, 16 << 10}} {
+	for _, c := range []struct{ conns, size int }{{1, 64}, {32, 64}, {1000, 64}, {1, 16 << 10}} {
 		p := RRParams{Conns: c.conns, Size: c.size, Duration: z.rrFor, Warmup: 50, Pin: -1, Timeout: z.timeout}
 		vs = append(vs, rr(fmt.Sprintf("rr/conns=%d/size=%s", c.conns, sizeName(int64(c.size))), p,
 			fmt.Sprintf("%d connection(s) ping-ponging %s messages for %v, every reply checked",
