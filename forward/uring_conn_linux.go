@@ -402,12 +402,15 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 			w.shutdownSink(c, d)
 		} // else once the held bytes are sent
 	case res == -int32(unix.ENOBUFS):
-		// Every buffer is held. Among connections already exchanging
-		// bytes that means the worker needs more: provide them if it may,
-		// and receive again. Not for a connection's first bytes: a burst
-		// of new connections (each arming its first recvs together) is
-		// over at once, and buffers once provided stay touched.
-		if c.forwarded(d) > 0 && w.growBufs() {
+		// The kernel found every buffer taken. If many have come back
+		// since (sends completed, or the worker provided more for an
+		// earlier recv of this batch), receive again. Otherwise, among
+		// connections already exchanging bytes, the worker needs more:
+		// provide them if it may, and receive again. Not for a
+		// connection's first bytes: a burst of new connections (each
+		// arming its first recvs together) is over at once, and buffers
+		// once provided stay touched.
+		if w.bufsLent-w.bufsOut >= uringBufGrow/4 || (c.forwarded(d) > 0 && w.growBufs()) {
 			w.armRecv(c, d, false)
 			return
 		}
@@ -475,6 +478,7 @@ func (w *uworker) handleSend(c *uconn, d int, res int32) {
 	case dir.bulk:
 		dir.bulk = false
 		if !w.toSplice(c, d) {
+			dir.bufferless = false
 			w.armRecv(c, d, false) // stay on the copy path
 		}
 	} // else the next recv is in flight already

@@ -229,7 +229,7 @@ func TestUringStatePipelined(t *testing.T) {
 	// provide: the splice path waits for that send, so that no byte
 	// overtakes another.
 	w.feed(c, opRecv+1, 7, ring.BufferFlags(6))
-	w.bufsLent = uringBufMax
+	w.bufsLent, w.bufsOut = uringBufMax, uringBufMax
 	w.feed(c, opRecv+1, -int32(unix.ENOBUFS), 0)
 	if d := c.dirs[1]; d.splice || !d.bulk || d.recvOn {
 		t.Fatalf("ENOBUFS during a send: %+v; want the switch to wait", d)
@@ -325,6 +325,12 @@ func TestUringStateBuffersGrow(t *testing.T) {
 	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
 	if d := c.dirs[0]; w.bufsLent != uringBufStart+uringBufGrow || d.splice || !d.recvOn {
 		t.Fatalf("after -ENOBUFS with room to grow: %d provided, %+v; want %d and a recv armed", w.bufsLent, d, uringBufStart+uringBufGrow)
+	}
+	// Another -ENOBUFS of the same batch (the ring was empty when both
+	// recvs ran): the buffers just provided serve it; no more growth.
+	w.feed(c, opRecv, -int32(unix.ENOBUFS), 0)
+	if d := c.dirs[0]; w.bufsLent != uringBufStart+uringBufGrow || d.splice || !d.recvOn {
+		t.Fatalf("a second -ENOBUFS after growing: %d provided, %+v; want still %d and a recv armed", w.bufsLent, d, uringBufStart+uringBufGrow)
 	}
 	fresh, _ := newStateConn(t, w)
 	connect(w, fresh)
