@@ -347,21 +347,6 @@ func TestUringStateBuffersGrow(t *testing.T) {
 	}
 }
 
-// TestUringStateBulkStaysSpliced: a direction on the splice path because
-// it filled a buffer stays there when drained, however many buffers are
-// free: it is a bulk transfer.
-func TestUringStateBulkStaysSpliced(t *testing.T) {
-	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
-	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
-	w.feed(c, opSend, uringBufSize, 0)
-	w.feed(c, opPollIn, unix.POLLIN, 0) // nothing to read: drained
-	if d := c.dirs[0]; !d.splice || d.bufferless || !d.pollIn || d.recvOn {
-		t.Fatalf("a drained bulk direction: %+v; want it on the splice path, polling", d)
-	}
-}
-
 // TestUringStateStarvedIdle: starved directions are all retried when one
 // buffer comes back, not one per buffer: a retried recv that finds no data
 // gives its buffer back, so no further buffer would come back to retry
@@ -404,6 +389,12 @@ func TestUringStateToSplice(t *testing.T) {
 	}
 	if c.dirs[1].splice {
 		t.Fatal("the other direction moved to the splice path too")
+	}
+	// Drained, however many buffers are free, a bulk direction stays on
+	// the splice path (one sent there for want of a buffer would not).
+	w.feed(c, opPollIn, unix.POLLIN, 0)
+	if d := c.dirs[0]; !d.splice || d.bufferless || !d.pollIn || d.recvOn {
+		t.Fatalf("a drained bulk direction: %+v; want it on the splice path, polling", d)
 	}
 	// A small message stays on the copy path.
 	w.feed(c, opRecv+1, 100, ring.BufferFlags(2))
