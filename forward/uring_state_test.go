@@ -73,6 +73,15 @@ func newStateConn(t *testing.T, w *uworker) (*uconn, int) {
 	return w.conns[len(w.conns)-1], fds[1]
 }
 
+// openStateConn admits a connection and completes its connect: it is
+// open, with a recv armed each way.
+func openStateConn(t *testing.T, w *uworker) *uconn {
+	t.Helper()
+	c, _ := newStateConn(t, w)
+	connect(w, c)
+	return c
+}
+
 func (w *uworker) feed(c *uconn, op uint8, res int32, flags uint32) {
 	w.dispatch(ring.NewCQE(w.ud(op, c), res, flags))
 }
@@ -148,8 +157,7 @@ func TestUringStateConnect(t *testing.T) {
 
 func TestUringStateForwarding(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 
 	// 5 bytes in buffer 3, sent in two parts.
 	w.feed(c, opRecv, 5, ring.BufferFlags(3))
@@ -191,8 +199,7 @@ func TestUringStateForwarding(t *testing.T) {
 // third is taken; order and half-close wait for the sends.
 func TestUringStatePipelined(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	base := c.inflight // the two recvs
 
 	w.feed(c, opRecv, 10, ring.BufferFlags(4))
@@ -278,8 +285,7 @@ func TestUringStateResetAndLateCompletions(t *testing.T) {
 
 func TestUringStateNoBuffers(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	// Every buffer is held (by sends to clients that do not read, say):
 	// the direction moves to the splice path, which needs none, and
 	// waits for its source there.
@@ -313,8 +319,7 @@ func TestUringStateBuffersGrow(t *testing.T) {
 	if w.bufsLent != uringBufStart {
 		t.Fatalf("%d buffers provided at start, want %d", w.bufsLent, uringBufStart)
 	}
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	w.bufsOut = uringBufStart - 1
 	w.feed(c, opRecv, 64, ring.BufferFlags(1)) // every buffer held now
 	if w.bufsLent != uringBufStart {
@@ -332,8 +337,7 @@ func TestUringStateBuffersGrow(t *testing.T) {
 	if d := c.dirs[0]; w.bufsLent != uringBufStart+uringBufGrow || d.splice || !d.recvOn {
 		t.Fatalf("a second -ENOBUFS after growing: %d provided, %+v; want still %d and a recv armed", w.bufsLent, d, uringBufStart+uringBufGrow)
 	}
-	fresh, _ := newStateConn(t, w)
-	connect(w, fresh)
+	fresh := openStateConn(t, w)
 	lent := w.bufsLent
 	w.bufsOut = lent
 	w.feed(fresh, opRecv, -int32(unix.ENOBUFS), 0)
@@ -353,10 +357,8 @@ func TestUringStateBuffersGrow(t *testing.T) {
 // the others.
 func TestUringStateStarvedIdle(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c1, _ := newStateConn(t, w)
-	connect(w, c1)
-	c2, _ := newStateConn(t, w)
-	connect(w, c2)
+	c1 := openStateConn(t, w)
+	c2 := openStateConn(t, w)
 	// As after recvs that found no buffer where no pipe could be had
 	// either (out of descriptors).
 	for _, c := range []*uconn{c1, c2} {
@@ -379,8 +381,7 @@ func TestUringStateStarvedIdle(t *testing.T) {
 // waits for the source instead (nothing is waiting in it here).
 func TestUringStateToSplice(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
 	w.feed(c, opSend, uringBufSize, 0)
 	d := c.dirs[0]
@@ -434,8 +435,7 @@ func TestUringStateClientGone(t *testing.T) {
 // even after the counter wraps.
 func TestUringStateGenerationNeverZero(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	w.feed(c, opRecv, 0, 0)
 	w.feed(c, opRecv+1, 0, 0)
 	if c.state != ustateFree {
@@ -479,8 +479,7 @@ func noDescriptors(t *testing.T) {
 // its recv is re-armed at once.
 func TestUringStateNoPipeBuffersFree(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
 	noDescriptors(t)
 	w.feed(c, opSend, uringBufSize, 0) // the full buffer is sent: to the splice path
@@ -494,10 +493,8 @@ func TestUringStateNoPipeBuffersFree(t *testing.T) {
 // not retried at once, which would find the ring empty again, and again.
 func TestUringStateNoPipeNoBuffers(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
-	other, _ := newStateConn(t, w)
-	connect(w, other)
+	c := openStateConn(t, w)
+	other := openStateConn(t, w)
 	// As if sends to clients that do not read held them all.
 	w.bufsLent, w.bufsOut = uringBufMax, uringBufMax
 	noDescriptors(t)
@@ -527,8 +524,7 @@ func TestUringStateNoPipeNoBuffers(t *testing.T) {
 // pipe budget, which a later Serve in the same process draws on.
 func TestUringTeardownClosesPipes(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	c, _ := newStateConn(t, w)
-	connect(w, c)
+	c := openStateConn(t, w)
 	before := pipeBytes.Load()
 	p, err := w.pipes.Get()
 	if err != nil {
@@ -560,8 +556,7 @@ func TestUringStatePollFails(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-			c, _ := newStateConn(t, w)
-			connect(w, c)
+			c := openStateConn(t, w)
 			w.feed(c, opRecv, uringBufSize, ring.BufferFlags(1))
 			w.feed(c, opSend, uringBufSize, 0) // direction 0 is on the splice path
 			op := uint8(opPollIn)
