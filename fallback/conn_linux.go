@@ -340,16 +340,22 @@ func (l *loop) handleConnEvent(slot, gen uint32, side int, ev uint32) {
 	case stateConnecting:
 		if side == 1 && writable {
 			l.finishConnect(c, ev)
-		} else if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		} else if side == 0 && clientLeft(c.client, ev) {
 			c.end = forward.EndClientGone
 			l.release(c) // the client gave up while we connected
 		}
 	default:
-		if side == 0 && ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if side == 0 && clientLeft(c.client, ev) {
 			c.end = forward.EndClientGone
 			l.release(c)
 		}
 	}
+}
+
+// clientLeft says whether the client event ev, while the backend is not
+// connected, means the client has gone for good (forward.ClientLeft).
+func clientLeft(fd int, ev uint32) bool {
+	return forward.ClientLeft(fd, ev&unix.EPOLLERR != 0, ev&unix.EPOLLHUP != 0)
 }
 
 // socketFailed checks a socket that reported EPOLLERR. A reset is passed on

@@ -36,6 +36,26 @@ func Retryable(err error) bool {
 	return false
 }
 
+// ClientLeft says whether a client that reported an error or a hang-up
+// while its backend was not yet connected has gone for good, so that the
+// connect can be abandoned. An error (a reset) means it has. A hang-up
+// means so only when the client left nothing to read: a Unix stream socket
+// reports one as soon as its peer closes, with the peer's last bytes still
+// waiting, and those must reach the backend (systemd-socket-proxyd
+// delivers them). A TCP client's close is no hang-up, only the end of its
+// stream, and never gets here.
+func ClientLeft(fd int, failed, hungUp bool) bool {
+	if failed {
+		return true
+	}
+	if !hungUp {
+		return false
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == nil && n == 0
+}
+
 // SockaddrFamily returns the address family of sa, for socket(2).
 func SockaddrFamily(sa unix.Sockaddr) int {
 	switch sa.(type) {

@@ -509,12 +509,14 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	case opPollOut, opPollOut + 1:
 		w.handlePoll(c, int(op-opPollOut), false, cqe.Res())
 	case opClientWatch:
-		// A poll on a socket also completes on a half-close (POLLRDHUP),
-		// which is no reason to give up: the client's bytes and its FIN
-		// wait for the backend. Watching ends then, as a new poll would
-		// complete at once.
+		// The watch asks for no event, so it completes on an error or a
+		// hang-up (or its cancel). A Unix client that closed after
+		// sending hangs up with its bytes still to be forwarded: watching
+		// ends then, as a new poll would complete at once, and the bytes
+		// and the end of the stream wait for the backend.
 		c.watching = false
-		if res := cqe.Res(); res > 0 && res&(unix.POLLERR|unix.POLLHUP) != 0 && c.state != ustateOpen && !c.closing {
+		if res := cqe.Res(); res > 0 && c.state != ustateOpen && !c.closing &&
+			ClientLeft(c.client, res&unix.POLLERR != 0, res&unix.POLLHUP != 0) {
 			c.end = EndClientGone
 			w.release(c) // the client gave up while we connected
 		}

@@ -42,6 +42,7 @@ var common = map[string]bool{
 	"ForwardIPv4": true, "ForwardIPv6": true, "ForwardUnixPath": true, "ForwardAbstract": true,
 	"MixedListeners": true, "ClientSpeaksBeforeBackendIsUp": true, "BackendSpeaksFirst": true,
 	"ManyConcurrent": true, "IdleExitAfterLastConnection": true, "SlowReaderBoundedBuffering": true,
+	"UnixClientSendsAndLeaves": true,
 }
 
 var cases = []struct {
@@ -66,6 +67,8 @@ var cases = []struct {
 	{"BackendNotListening", testBackendNotListening},
 	{"BackendStartsLate", testBackendStartsLate},
 	{"ClientGivesUpWhileConnecting", testClientGivesUp},
+	{"UnixClientSendsAndLeaves", testUnixClientSendsAndLeaves},
+	{"UnixClientSendsAndLeavesWhileRetrying", testUnixClientLeavesWhileRetrying},
 	{"ConnectionLimit", testConnectionLimit},
 	{"IdleExitFromStart", testIdleExitFromStart},
 	{"IdleExitAfterLastConnection", testIdleExitAfterLast},
@@ -690,6 +693,85 @@ func testClientGivesUp(t *testing.T, h Harness) {
 	_ = c.SetLinger(0)
 	c.Close()
 	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool { return held() == 0 })
+}
+
+// testUnixClientSendsAndLeaves: clients of a Unix listener that send a
+// message and close at once, while the proxy resolves the target, have
+// their messages delivered. A Unix stream socket reports a hang-up as soon
+// as its peer closes, with the peer's bytes still to be read; that is no
+// reason to give up on the client as it would be for a reset.
+func testUnixClientSendsAndLeaves(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	got := collect(t, bl)
+	path := filepath.Join(t.TempDir(), "front.sock")
+	_, f := listen(t, "unix", path)
+	h.Start(t, []*os.File{f}, fmt.Sprintf("localhost:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
+	sendAndLeave(t, path, 8)
+	waitMessages(t, 8, got)
+}
+
+// testUnixClientLeavesWhileRetrying is the same with a backend that starts
+// only after the clients have left, so their messages wait through the
+// proxy's connect retries.
+func testUnixClientLeavesWhileRetrying(t *testing.T, h Harness) {
+	target := unusedAddr(t)
+	path := filepath.Join(t.TempDir(), "front.sock")
+	_, f := listen(t, "unix", path)
+	h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: 10 * time.Second})
+	sendAndLeave(t, path, 8)
+	time.Sleep(300 * time.Millisecond) // the proxy is retrying by now
+	bl, err := net.Listen("tcp4", target)
+	if err != nil {
+		t.Skipf("could not take the port back: %v", err)
+	}
+	t.Cleanup(func() { bl.Close() })
+	waitMessages(t, 8, collect(t, bl))
+}
+
+// collect returns what each connection accepted on l sent before its end.
+func collect(t *testing.T, l net.Listener) <-chan string {
+	got := make(chan string, 64)
+	serve(t, l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	return got
+}
+
+// sendAndLeave has n clients of the Unix socket at path each send one
+// message ("message I") and close.
+func sendAndLeave(t *testing.T, path string, n int) {
+	t.Helper()
+	for i := range n {
+		c := dial(t, path)
+		if _, err := fmt.Fprintf(c, "message %d", i); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// waitMessages checks that the n messages of sendAndLeave arrive, each
+// once and whole.
+func waitMessages(t *testing.T, n int, got <-chan string) {
+	t.Helper()
+	want := make(map[string]bool)
+	for i := range n {
+		want[fmt.Sprintf("message %d", i)] = true
+	}
+	deadline := time.After(15 * time.Second)
+	for len(want) > 0 {
+		select {
+		case m := <-got:
+			if !want[m] {
+				t.Fatalf("backend got %q; still waiting for %d of %d messages", m, len(want), n)
+			}
+			delete(want, m)
+		case <-deadline:
+			t.Fatalf("%d of %d messages never reached the backend", len(want), n)
+		}
+	}
 }
 
 // ---- limits and lifetime -------------------------------------------------------

@@ -1,0 +1,55 @@
+package forward_test
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uring-socket-proxyd/uring-socket-proxyd/forward"
+)
+
+// TestClientLeft: a Unix client that closed has left for good only when it
+// left nothing to read; an error always means it has gone.
+func TestClientLeft(t *testing.T) {
+	pair := func() (int, int) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fds[0]) })
+		return fds[0], fds[1]
+	}
+	hungUp := func(fd int) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd)}}
+		n, err := unix.Poll(pfd, 0)
+		return err == nil && n == 1 && pfd[0].Revents&unix.POLLHUP != 0
+	}
+
+	proxy, client := pair()
+	if _, err := unix.Write(client, []byte("last words")); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(client)
+	if !hungUp(proxy) {
+		t.Fatal("a Unix socket whose peer closed reports no hang-up; the case under test does not arise")
+	}
+	if forward.ClientLeft(proxy, false, true) {
+		t.Fatal("a client that hung up with bytes still to read was given up")
+	}
+	if !forward.ClientLeft(proxy, true, true) {
+		t.Fatal("a client with an error was kept")
+	}
+	buf := make([]byte, 32)
+	if n, _ := unix.Read(proxy, buf); string(buf[:n]) != "last words" {
+		t.Fatalf("the check consumed the client's bytes: read %q", buf[:n])
+	}
+	if !forward.ClientLeft(proxy, false, true) {
+		t.Fatal("a client that hung up with nothing left to read was kept")
+	}
+
+	idle, peer := pair()
+	defer unix.Close(peer)
+	if forward.ClientLeft(idle, false, false) {
+		t.Fatal("a client with neither an error nor a hang-up was given up")
+	}
+}
