@@ -85,6 +85,7 @@ type loop struct {
 	stopping  atomic.Bool      // set by Serve's goroutine, followed by a wake
 	drainReq  atomic.Bool      // likewise: stop accepting, keep forwarding
 	acceptOff bool             // the listeners are out of the epoll set
+	broken    []bool           // per listener: it will never accept again
 	acked     chan<- struct{}  // told once accepting has stopped
 }
 
@@ -95,7 +96,7 @@ func newLoop(s *forward.Server) (*loop, error) {
 	}
 	l := &loop{s: s, epfd: epfd, wakefd: -1, epoch: time.Now(),
 		events: make([]unix.EpollEvent, 256), pipes: forward.PipePool{Max: forward.PipePoolMax},
-		ctr: s.NewCounters()}
+		ctr: s.NewCounters(), broken: make([]bool, len(s.Listeners))}
 	for i := range s.Listeners {
 		l.static = append(l.static, forward.CloneSockaddrs(s.TargetOf(i).Static()))
 	}
@@ -252,7 +253,7 @@ func (l *loop) lookup(slot, gen uint32) *conn {
 
 // acceptFrom accepts every client waiting on listener i.
 func (l *loop) acceptFrom(i int) {
-	if l.acceptPausedUntil != 0 || l.acceptOff || l.stopping.Load() {
+	if l.acceptPausedUntil != 0 || l.acceptOff || l.broken[i] || l.stopping.Load() {
 		return // resumed by a timer or a closing connection
 	}
 	lfd := l.s.Listeners[i].FD
@@ -266,6 +267,12 @@ func (l *loop) acceptFrom(i int) {
 			continue
 		case err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM:
 			l.pauseAccept(err)
+			return
+		case forward.ListenerBroken(err.(unix.Errno)):
+			// Out of the epoll set, so that it raises no more events.
+			l.broken[i] = true
+			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lfd, nil)
+			l.s.ListenerBroke(i, err.(unix.Errno))
 			return
 		default:
 			l.s.Log.Warnf("Failed to accept connection, ignoring: %v", forward.ErrnoText(err))

@@ -40,6 +40,25 @@ func (l Listener) targetOr(def *Target) *Target {
 	return def
 }
 
+// ListenerBroken reports whether err from accept means the listening
+// socket will never accept again: it was shut down, or is not a listening
+// socket any more. An engine stops accepting on it instead of failing the
+// same way for ever (v252 aborts).
+func ListenerBroken(err unix.Errno) bool {
+	return err == unix.EINVAL || err == unix.EBADF || err == unix.ENOTSOCK
+}
+
+// ListenerBroke logs that listener i accepts no more, once however many
+// event loops find out.
+func (s *Server) ListenerBroke(i int, err unix.Errno) {
+	if _, seen := s.brokenListeners.LoadOrStore(i, true); seen {
+		return
+	}
+	l := s.Listeners[i]
+	s.Log.Errorf("Listening socket %s (%s) accepts no more connections: %s; serving the other sockets and the open connections.",
+		l.Address(), l.Name, ErrnoString(err))
+}
+
 // NamedTarget is one --target=NAME=TARGET.
 type NamedTarget struct {
 	Name   string

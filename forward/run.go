@@ -64,6 +64,9 @@ type Server struct {
 	acceptsOnce   sync.Once
 	acceptsDone   chan struct{}  // closed by AcceptsStopped
 	noDelayDebt   []atomic.Int64 // per listener: clients queued before TCP_NODELAY was set
+	// brokenListeners holds the index of each listener reported by
+	// ListenerBroke.
+	brokenListeners sync.Map
 }
 
 // TargetOf returns the target of listener i.

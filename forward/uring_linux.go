@@ -192,6 +192,7 @@ type uworker struct {
 	cqes     []*ring.CQE
 
 	acceptArmed  []bool // per listener: an accept is in the kernel
+	broken       []bool // per listener: it will never accept again
 	acceptPaused bool
 	careful      bool  // near the descriptor limit: single accepts
 	fdCap        int64 // connections the descriptor limit leaves room for
@@ -246,6 +247,7 @@ func (w *uworker) setup() error {
 	}
 	w.armWake()
 	w.acceptArmed = make([]bool, len(w.s.Listeners))
+	w.broken = make([]bool, len(w.s.Listeners))
 	w.careful = w.fdCap <= careMargin
 	for i := range w.s.Listeners {
 		w.ensureAccept(i)
@@ -538,7 +540,7 @@ const careMargin = 64
 // is paused, or the worker stops: multishot normally, single near the
 // descriptor limit.
 func (w *uworker) ensureAccept(i int) {
-	if w.acceptArmed[i] || w.acceptPaused || w.acceptOff || w.stopping.Load() {
+	if w.acceptArmed[i] || w.broken[i] || w.acceptPaused || w.acceptOff || w.stopping.Load() {
 		return
 	}
 	w.acceptArmed[i] = true
@@ -578,6 +580,11 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		switch unix.Errno(-res) {
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.EAGAIN, unix.EINTR, unix.ECONNABORTED, unix.ECANCELED:
 		default:
+			if ListenerBroken(unix.Errno(-res)) {
+				w.broken[i] = true
+				w.s.ListenerBroke(i, unix.Errno(-res))
+				break
+			}
 			w.s.Log.Warnf("Failed to accept connection, ignoring: %s", ErrnoString(unix.Errno(-res)))
 			if !cqe.More() {
 				// It may fail again at once: do not re-arm in a loop.

@@ -55,6 +55,7 @@ var cases = []struct {
 	{"ForwardAbstract", testForwardAbstract},
 	{"ForwardHostName", testForwardHostName},
 	{"MixedListeners", testMixedListeners},
+	{"ListenerShutDown", testListenerShutDown},
 	{"ClientSpeaksBeforeBackendIsUp", testClientFirst},
 	{"BackendSpeaksFirst", testBackendFirst},
 	{"Bulk64MiBEachWay", testBulk},
@@ -312,6 +313,38 @@ func testMixedListeners(t *testing.T, h Harness) {
 		for _, a := range addrs {
 			roundTrip(t, a, []byte("via "+a))
 		}
+	}
+}
+
+// testListenerShutDown: a listening socket shut down under the proxy, so
+// that it never accepts again, is reported once and left alone; the other
+// listeners go on serving. (v252 aborts.)
+func testListenerShutDown(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	_, gone := listen(t, "tcp4", "127.0.0.1:0")
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{gone, f}, bl.Addr().String(), Options{})
+	roundTrip(t, addr, []byte("before"))
+	rc, err := gone.SyscallConn() // not Fd(), which would make the shared socket blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Control(func(fd uintptr) { err = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	const said = "accepts no more connections"
+	waitFor(t, 5*time.Second, "the proxy to report the listener", func() bool { return strings.Contains(p.Log(), said) })
+	time.Sleep(300 * time.Millisecond) // long enough for a retrying engine to say it again
+	roundTrip(t, addr, []byte("after"))
+	if n := strings.Count(p.Log(), said); n != 1 {
+		t.Fatalf("the listener was reported %d times, want once; log:\n%s", n, p.Log())
+	}
+	if strings.Contains(p.Log(), "Failed to accept") {
+		t.Fatalf("the broken listener was retried; log:\n%s", p.Log())
 	}
 }
 
