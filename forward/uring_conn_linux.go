@@ -722,6 +722,68 @@ func (w *uworker) shutdownSink(c *uconn, d int) {
 	}
 	_, dst := c.fds(d)
 	_, _, _ = unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(dst), unix.SHUT_WR, 0)
+	w.endWatch(c, d)
+}
+
+// endWatch watches direction d's source once it has ended. Nothing reads
+// it any more, and the other direction writes to it only when its own
+// source sends: a reset of this peer would go unnoticed for as long as the
+// other peer stays silent, holding the connection (against -c, and the
+// idle exit) and never reaching that peer, where the epoll engine passes
+// it on at once.
+//
+// The watch is the worker's epoll set, not an io_uring poll: the kernel
+// adds POLLRDHUP to every io_uring poll, and an ended source has it
+// already, so such a poll would complete at once. epoll reports only what
+// is asked for, plus errors and hang-ups. One-shot, as a hang-up stays;
+// closing the socket takes it out of the set, so release has nothing to
+// cancel. A failure to add (no memory) leaves the connection as it was
+// before: the reset is found at the next send.
+func (w *uworker) endWatch(c *uconn, d int) {
+	src, _ := c.fds(d)
+	ev := unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<1) | int32(d)}
+	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, src, &ev)
+}
+
+// armEndWatch polls the epoll set of ended sources, multishot.
+func (w *uworker) armEndWatch() {
+	s := w.sqe()
+	s.PrepPollMultishot(w.endfd, unix.POLLIN)
+	s.SetUserData(ring.PackUserData(opEndWatch, 0, 0))
+}
+
+// handleEndWatch passes a reset of an ended source on to the other peer,
+// as the epoll engine does. A hang-up without an error (a Unix peer that
+// closed after its half-close) is left to the other direction's next send:
+// the peer may still read what it is sent. Events of sockets whose
+// connection has since ended or been reused are recognised by generation.
+func (w *uworker) handleEndWatch(cqe ring.CQE) {
+	if !cqe.More() && !w.stopping.Load() {
+		w.armEndWatch()
+	}
+	for {
+		n, err := unix.EpollWait(w.endfd, w.endEvents, 0)
+		if err != nil || n <= 0 {
+			return
+		}
+		for _, ev := range w.endEvents[:n] {
+			slot, gen, d := uint32(ev.Fd), uint32(ev.Pad)>>1, int(ev.Pad&1)
+			if int(slot) >= len(w.conns) {
+				continue
+			}
+			c := w.conns[slot]
+			if c == nil || c.gen != gen || c.state != ustateOpen || c.closing || ev.Events&unix.EPOLLERR == 0 {
+				continue
+			}
+			src, _ := c.fds(d)
+			if soerr, err := unix.GetsockoptInt(src, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
+				w.abort(c, d, unix.Errno(soerr))
+			}
+		}
+		if n < len(w.endEvents) {
+			return
+		}
+	}
 }
 
 // abort ends a connection whose socket on side (0 client, 1 backend)

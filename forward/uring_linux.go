@@ -65,6 +65,7 @@ const (
 	opAcceptCancel // a worker's cancel of its own accepts
 	opClientWatch  // the client failed while its backend was being connected
 	opSweep        // time for an --idle-timeout sweep
+	opEndWatch     // the epoll set of ended sources has an event (endWatch)
 )
 
 // Serve implements Engine.
@@ -78,7 +79,7 @@ func (UringEngine) Serve(ctx context.Context, s *Server, ready func()) error {
 	failed := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &uworker{s: s, wakefd: -1}
+		w := &uworker{s: s, wakefd: -1, endfd: -1}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -161,11 +162,15 @@ type uworker struct {
 	bufs   *ring.BufRing
 	bufMem []byte
 	wakefd int
-	epoch  time.Time
-	static [][]unix.Sockaddr // per listener: its target's fixed addresses
-	err    error
-	ctr    *Counters
-	hdr    [MaxProxyHeader]byte // scratch for a PROXY header
+	// endfd is an epoll set of sockets whose reading has ended (endWatch),
+	// with room for the events of one look at it.
+	endfd     int
+	endEvents []unix.EpollEvent
+	epoch     time.Time
+	static    [][]unix.Sockaddr // per listener: its target's fixed addresses
+	err       error
+	ctr       *Counters
+	hdr       [MaxProxyHeader]byte // scratch for a PROXY header
 
 	// pollUntil is when busy polling stops (Server.BusyPoll after the
 	// last completions); at or before clock, the loop sleeps.
@@ -246,6 +251,11 @@ func (w *uworker) setup() error {
 		return fmt.Errorf("eventfd: %w", err)
 	}
 	w.armWake()
+	if w.endfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	w.endEvents = make([]unix.EpollEvent, 64)
+	w.armEndWatch()
 	w.acceptArmed = make([]bool, len(w.s.Listeners))
 	w.broken = make([]bool, len(w.s.Listeners))
 	w.careful = w.fdCap <= careMargin
@@ -478,6 +488,9 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		return
 	case opSweep:
 		w.sweepIdle()
+		return
+	case opEndWatch:
+		w.handleEndWatch(cqe)
 		return
 	case opClose:
 		if cqe.Res() < 0 {
@@ -775,6 +788,10 @@ func (w *uworker) teardown() {
 		w.wakefd = -1
 	}
 	w.wakeMu.Unlock()
+	if w.endfd >= 0 {
+		unix.Close(w.endfd)
+		w.endfd = -1
+	}
 	w.pipes.CloseAll()
 	// The buffer memory is not unmapped while requests could still use
 	// it: only after a clean drain. Otherwise it stays mapped (the process

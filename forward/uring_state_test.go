@@ -182,8 +182,8 @@ func TestUringStateForwarding(t *testing.T) {
 	if d := c.dirs[0]; !d.eof || !d.shut {
 		t.Fatalf("after EOF: %+v, want a shutdown of the sink", d)
 	}
-	if c.state != ustateOpen || !c.dirs[0].shut {
-		t.Fatalf("after the half-close: state %d, %+v", c.state, c.dirs[0])
+	if c.state != ustateOpen || !c.dirs[0].shut || c.inflight != 1 {
+		t.Fatalf("after the half-close: state %d, %+v, %d in flight; want open, a recv", c.state, c.dirs[0], c.inflight)
 	}
 	w.feed(c, opRecv+1, 7, ring.BufferFlags(9))
 	w.feed(c, opSend+1, 7, 0)
@@ -191,6 +191,43 @@ func TestUringStateForwarding(t *testing.T) {
 	w.feed(c, opRecv+1, 0, 0)
 	if c.state != ustateFree || w.s.Tracker.Open() != 0 {
 		t.Fatalf("after both half-closes: state %d, %d open", c.state, w.s.Tracker.Open())
+	}
+}
+
+// TestUringStateEndWatch: a reset of a peer that has half-closed is passed
+// on to the other peer at once, without waiting for that one to send; a
+// hang-up without an error is not, nor an event of a connection since
+// ended.
+func TestUringStateEndWatch(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	watchEvent := func() { w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), unix.POLLIN, ring.CQEFMore)) }
+	// Three connections whose clients half-close; each client's peer
+	// then closes its socket, the first two with bytes unread, which on
+	// a Unix socket is a reset.
+	var cs [3]*uconn
+	for i := range cs {
+		c, peer := newStateConn(t, w)
+		connect(w, c)
+		if i < 2 {
+			if _, err := unix.Write(c.client, []byte("unread")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.feed(c, opRecv, 0, 0)
+		unix.Close(peer)
+		cs[i] = c
+	}
+	// The second has ended meanwhile (its slot not yet reused).
+	cs[1].closing = true
+	watchEvent()
+	if c := cs[0]; !c.closing || c.end != EndClientFailed || c.endErr != unix.ECONNRESET {
+		t.Fatalf("after the client's reset: closing %v, end %v (%v); want the connection aborted", c.closing, c.end, c.endErr)
+	}
+	if c := cs[1]; c.end != EndClosed {
+		t.Fatalf("an ended connection's event was acted on: end %v", c.end)
+	}
+	if c := cs[2]; c.closing {
+		t.Fatalf("a hang-up without an error ended the connection: end %v (%v)", c.end, c.endErr)
 	}
 }
 

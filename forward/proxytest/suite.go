@@ -65,6 +65,7 @@ var cases = []struct {
 	{"HalfCloseFromBackend", testHalfCloseBackend},
 	{"ResetFromClient", testResetFromClient},
 	{"ResetFromBackend", testResetFromBackend},
+	{"ResetAfterHalfClose", testResetAfterHalfClose},
 	{"BackendNotListening", testBackendNotListening},
 	{"BackendStartsLate", testBackendStartsLate},
 	{"ClientGivesUpWhileConnecting", testClientGivesUp},
@@ -652,6 +653,49 @@ func testResetFromBackend(t *testing.T, h Harness) {
 // ---- connecting ----------------------------------------------------------------
 
 // unusedAddr returns a loopback address where nothing listens.
+// testResetAfterHalfClose: a peer that half-closes and then resets, while
+// the other peer stays silent, has its reset passed on at once: the proxy
+// lets go of both sides instead of holding them until the silent peer
+// writes (nothing else would read the half-closed socket).
+func testResetAfterHalfClose(t *testing.T, h Harness) {
+	quiet := make(chan struct{})
+	defer close(quiet)
+	backendSide := make(chan *net.TCPConn, 2)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		backendSide <- c.(*net.TCPConn)
+		<-quiet
+	})
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	held := func(peer string) func() bool {
+		return func() bool {
+			n, err := SocketsWithPeer(p.Pid(), peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n == 0
+		}
+	}
+	reset := func(c *net.TCPConn) {
+		closeWrite(c)
+		time.Sleep(100 * time.Millisecond) // the proxy has passed the half-close on
+		_ = c.SetLinger(0)
+		c.Close()
+	}
+
+	// The client half-closes, then resets; the backend never writes.
+	c := dial(t, addr).(*net.TCPConn)
+	<-backendSide
+	reset(c)
+	waitFor(t, 3*time.Second, "the proxy to let go of the backend after the client's reset", held(bl.Addr().String()))
+
+	// The backend half-closes, then resets; the client never writes.
+	c = dial(t, addr).(*net.TCPConn)
+	reset(<-backendSide)
+	waitFor(t, 3*time.Second, "the proxy to let go of the client after the backend's reset", held(c.LocalAddr().String()))
+}
+
 func unusedAddr(t *testing.T) string {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
