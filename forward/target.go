@@ -88,6 +88,10 @@ func ParseTarget(spec string) (*Target, error) {
 		return nil, fmt.Errorf("target %q: %w", spec, err)
 	}
 	t.host, t.port = host, port
+	if ip, ok := parseInetAton(host); ok {
+		t.static = []unix.Sockaddr{sockaddrOf(ip, port)}
+		return t, nil
+	}
 	if ip, err := parseIP(host); err == nil {
 		t.static = []unix.Sockaddr{sockaddrOf(ip, port)}
 		return t, nil
@@ -116,6 +120,72 @@ func parsePort(service string) (int, error) {
 		return 0, fmt.Errorf("unknown service name %q", service)
 	}
 	return n, nil
+}
+
+// parseInetAton parses an IPv4 address in every form v252's getaddrinfo
+// takes for one (glibc's inet_aton): one to four parts separated by dots,
+// each decimal, octal after a leading 0, or hexadecimal after 0x, the last
+// part filling the bytes that remain. So "127.1", "2130706433" and
+// "0x7f000001" are 127.0.0.1, and "010.0.0.1" is 8.0.0.1, not 10.0.0.1.
+// netip and Go's resolver know only the dotted quad without leading zeros,
+// and would look the others up as host names, which fails.
+func parseInetAton(s string) (netip.Addr, bool) {
+	var bytes [4]byte
+	parts := 0
+	for {
+		// Each part as strtoul(…, 0) reads it, starting with a digit.
+		if s == "" || s[0] < '0' || s[0] > '9' {
+			return netip.Addr{}, false
+		}
+		base, i := uint64(10), 0
+		if s[0] == '0' {
+			base, i = 8, 1
+			if len(s) > 2 && (s[1] == 'x' || s[1] == 'X') && hexDigit(s[2]) >= 0 {
+				base, i = 16, 2
+			}
+		}
+		var val uint64
+		for ; i < len(s); i++ {
+			d := hexDigit(s[i])
+			if d < 0 || uint64(d) >= base {
+				break
+			}
+			if val = val*base + uint64(d); val > 0xffffffff {
+				return netip.Addr{}, false
+			}
+		}
+		s = s[i:]
+		if s == "" {
+			// The last part fills the bytes that remain.
+			if val > 0xffffffff>>(8*parts) {
+				return netip.Addr{}, false
+			}
+			for b := 3; b >= parts; b-- {
+				bytes[b] = byte(val)
+				val >>= 8
+			}
+			return netip.AddrFrom4(bytes), true
+		}
+		if s[0] != '.' || parts == 3 || val > 0xff {
+			return netip.Addr{}, false
+		}
+		bytes[parts] = byte(val)
+		parts++
+		s = s[1:]
+	}
+}
+
+// hexDigit is the value of hexadecimal digit c, or -1.
+func hexDigit(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // parseIP parses an IP literal, with an optional IPv6 zone.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -591,4 +592,72 @@ func (d *fakeDNS) answer(q []byte) []byte {
 		r = append(r, rd...)
 	}
 	return r
+}
+
+// inetAtonCases are host parts of a target that getaddrinfo (glibc's
+// inet_aton) reads as an IPv4 address, or not ("").
+var inetAtonCases = []struct{ host, want string }{
+	{"127.0.0.1", "127.0.0.1"},
+	{"127.1", "127.0.0.1"},
+	{"127.0.1", "127.0.0.1"},
+	{"2130706433", "127.0.0.1"},
+	{"0x7f000001", "127.0.0.1"},
+	{"0X7F000001", "127.0.0.1"},
+	{"0x7f.1", "127.0.0.1"},
+	{"0", "0.0.0.0"},
+	{"010.0.0.1", "8.0.0.1"},
+	{"0377.0xff.255.0", "255.255.255.0"},
+	{"1.0xffffff", "1.255.255.255"},
+	{"1.2.0xffff", "1.2.255.255"},
+	{"4294967295", "255.255.255.255"},
+	{"08", ""}, {"09.1", ""}, {"0x", ""}, {"0x.1", ""}, {"0xg", ""}, {"00x1", ""},
+	{"1.2.3.4.5", ""}, {"999.1", ""}, {"256.0.0.1", ""}, {"1.2.3.256", ""},
+	{"1.0x1000000", ""}, {"1.2.0x10000", ""}, {"4294967296", ""}, {"99999999999999999999", ""},
+	{"127.0.0.1.", ""}, {".1", ""}, {"1..2", ""}, {" 127.1", ""}, {"127.1 ", ""}, {"127.1x", ""},
+	{"+1", ""}, {"-1", ""}, {"", ""}, {"localhost", ""}, {"::1", ""},
+}
+
+// TestParseInetAton: every numeric form of an IPv4 address that v252
+// connects to is connected to, as the same address.
+func TestParseInetAton(t *testing.T) {
+	for _, c := range inetAtonCases {
+		ip, ok := parseInetAton(c.host)
+		got := ""
+		if ok {
+			got = ip.String()
+		}
+		if got != c.want {
+			t.Errorf("parseInetAton(%q) = %q, want %q", c.host, got, c.want)
+		}
+	}
+	tg, err := ParseTarget("127.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := tg.Static(); len(st) != 1 || FormatSockaddr(st[0]) != "127.0.0.1:8080" {
+		t.Fatalf("ParseTarget(127.1:8080) connects to %v, want 127.0.0.1:8080", st)
+	}
+}
+
+// TestParseInetAtonAgreesWithLibc checks the cases against the C
+// library's getaddrinfo, through getent(1): what it reads as an address,
+// we read as the same address; what it does not, neither do we.
+func TestParseInetAtonAgreesWithLibc(t *testing.T) {
+	getent, err := exec.LookPath("getent")
+	if err != nil {
+		t.Skip("no getent")
+	}
+	for _, c := range inetAtonCases {
+		if c.host == "" || c.host == "localhost" || c.host == "::1" {
+			continue // not numeric IPv4 at all
+		}
+		out, _ := exec.Command(getent, "ahostsv4", c.host).Output()
+		libc := ""
+		if f := strings.Fields(string(out)); len(f) >= 3 && f[2] == c.host {
+			libc = f[0]
+		}
+		if libc != c.want {
+			t.Errorf("getaddrinfo(%q) gives %q, the table says %q", c.host, libc, c.want)
+		}
+	}
 }

@@ -42,7 +42,7 @@ var common = map[string]bool{
 	"ForwardIPv4": true, "ForwardIPv6": true, "ForwardUnixPath": true, "ForwardAbstract": true,
 	"MixedListeners": true, "ClientSpeaksBeforeBackendIsUp": true, "BackendSpeaksFirst": true,
 	"ManyConcurrent": true, "IdleExitAfterLastConnection": true, "SlowReaderBoundedBuffering": true,
-	"UnixClientSendsAndLeaves": true,
+	"UnixClientSendsAndLeaves": true, "ForwardShortIPv4": true,
 }
 
 var cases = []struct {
@@ -54,6 +54,7 @@ var cases = []struct {
 	{"ForwardUnixPath", testForwardUnixPath},
 	{"ForwardAbstract", testForwardAbstract},
 	{"ForwardHostName", testForwardHostName},
+	{"ForwardShortIPv4", testForwardShortIPv4},
 	{"MixedListeners", testMixedListeners},
 	{"ListenerShutDown", testListenerShutDown},
 	{"ClientSpeaksBeforeBackendIsUp", testClientFirst},
@@ -291,6 +292,16 @@ func testForwardHostName(t *testing.T, h Harness) {
 	// proxy must go on to the next address.
 	h.Start(t, []*os.File{f}, fmt.Sprintf("localhost:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
 	roundTrip(t, addr, []byte("hello by name"))
+}
+
+// testForwardShortIPv4: the other numeric forms of an IPv4 address that
+// getaddrinfo takes (inet_aton's) are addresses, not host names.
+func testForwardShortIPv4(t *testing.T, h Harness) {
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, echo)
+	addr, f := frontend(t)
+	h.Start(t, []*os.File{f}, fmt.Sprintf("127.1:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
+	roundTrip(t, addr, []byte("hello by 127.1"))
 }
 
 func testMixedListeners(t *testing.T, h Harness) {
