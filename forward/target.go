@@ -49,10 +49,14 @@ func ParseTarget(spec string) (*Target, error) {
 	case spec[0] == '/' || spec[0] == '@':
 		// A path needs its NUL in sun_path. An abstract name could fill all
 		// 108 bytes, but golang.org/x/sys/unix builds addresses of at most
-		// 107, so a 108-byte name is refused here rather than failing
-		// every connection.
+		// 107, and v252 refuses 108 too ("doesn't fit in an AF_UNIX
+		// address"): refused here rather than failing every connection.
 		if limit := maxUnixPath - 1; len(spec) > limit {
-			return nil, fmt.Errorf("Unix socket path %q is %d bytes long, longer than the %d that fit in sun_path", spec, len(spec), limit)
+			what := "Unix socket path"
+			if spec[0] == '@' {
+				what = "abstract socket name"
+			}
+			return nil, fmt.Errorf("%s %q is %d bytes long, longer than the %d that fit in sun_path", what, spec, len(spec), limit)
 		}
 		if spec == "@" {
 			return nil, fmt.Errorf("abstract socket name %q is empty", spec)
