@@ -243,16 +243,26 @@ func (t *Target) Resolve(ctx context.Context) ([]unix.Sockaddr, error) {
 	}
 	ips, err := r.LookupNetIP(ctx, "ip", t.host)
 	if err != nil {
-		return nil, fmt.Errorf("Failed to resolve host %s: %w", t.host, err)
+		return nil, fmt.Errorf("Failed to resolve host: %s; %w", resolveErrorText(err), err)
 	}
 	if len(ips) == 0 {
-		return nil, fmt.Errorf("Failed to resolve host %s: no addresses", t.host)
+		return nil, fmt.Errorf("Failed to resolve host: No address associated with hostname; %s has none", t.host)
 	}
 	out := make([]unix.Sockaddr, len(ips))
 	for i, ip := range ips {
 		out[i] = sockaddrOf(ip, t.port)
 	}
 	return out, nil
+}
+
+// resolveErrorText words a failed lookup as v252 does, with the text
+// getaddrinfo gives its error (gai_strerror), so that a log search for
+// v252's message still finds ours; Go's own error follows it.
+func resolveErrorText(err error) string {
+	if dns := (*net.DNSError)(nil); errors.As(err, &dns) && dns.IsNotFound {
+		return "Name or service not known" // EAI_NONAME
+	}
+	return "Temporary failure in name resolution" // EAI_AGAIN: no answer (yet)
 }
 
 // String returns the target as given.
