@@ -63,12 +63,16 @@ func NewLogger(w io.Writer, max Level, journal bool) *Logger {
 // SYSTEMD_LOG_LEVEL (default info), prefixes when stderr is the journal.
 func NewStderrLogger() *Logger {
 	max := LevelInfo
-	if v, ok := os.LookupEnv("SYSTEMD_LOG_LEVEL"); ok {
-		if l, err := ParseLevel(v); err == nil {
-			max = l
-		}
+	v, set := os.LookupEnv("SYSTEMD_LOG_LEVEL")
+	parsed, err := ParseLevel(v)
+	if set && err == nil {
+		max = parsed
 	}
-	return NewLogger(os.Stderr, max, stderrIsJournal())
+	l := NewLogger(os.Stderr, max, stderrIsJournal())
+	if set && err != nil {
+		l.Warnf("Failed to parse log level '%s'. Ignoring.", v) // v252's words
+	}
+	return l
 }
 
 // stderrIsJournal compares JOURNAL_STREAM ("DEV:INODE") with stderr, as

@@ -132,6 +132,10 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-c0", "x"}, 1, "Connection limit is too low.", "", true},
 		{[]string{"--connections-max=abc", "x"}, 1, "Failed to parse --connections-max= argument: abc", "", true},
 		{[]string{"-c", "-1", "x"}, 1, "Failed to parse --connections-max= argument: -1", "", true},
+		{[]string{"-c", "-0", "x"}, 1, "Connection limit is too low.", "", true},
+		{[]string{"--=5", "x"}, 1, "option '--=5' is ambiguous; possibilities: '--connections-max' '--exit-idle-time' '--help' '--version'\n", "", true},
+		{[]string{"-c", "-0x0", "x"}, 1, "Connection limit is too low.", "", true},
+		{[]string{"-c", "-+0", "x"}, 1, "Failed to parse --connections-max= argument: -+0", "", true},
 		{[]string{"-c", "4294967296", "x"}, 1, "Failed to parse --connections-max= argument: 4294967296", "", true},
 		{[]string{"--exit-idle-time=", "x"}, 1, "Failed to parse --exit-idle-time= argument: ", "", true},
 		{[]string{"--exit-idle-time=-1", "x"}, 1, "Failed to parse --exit-idle-time= argument: -1", "", true},
@@ -189,6 +193,24 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("differs from v252:\n ours: %d %q\n v252: %d %q", got.code, stderr, ref.code, refStderr)
 			}
 		})
+	}
+}
+
+// TestBadLogLevel: a SYSTEMD_LOG_LEVEL that is no level is reported and
+// ignored, in v252's words, and the command line still has its say.
+func TestBadLogLevel(t *testing.T) {
+	for _, level := range []string{"bogus", "8", ""} {
+		got := runBinary(t, binPath, []string{"SYSTEMD_LOG_LEVEL=" + level})
+		want := fmt.Sprintf("Failed to parse log level '%s'. Ignoring.\nNot enough parameters.\n", level)
+		if got.code != 1 || got.stderr != want {
+			t.Errorf("SYSTEMD_LOG_LEVEL=%q: exit %d, stderr %q; want 1 and %q", level, got.code, got.stderr, want)
+		}
+		if _, err := os.Stat(reference); err != nil {
+			continue
+		}
+		if ref := runBinary(t, reference, []string{"SYSTEMD_LOG_LEVEL=" + level}); ref.stderr != got.stderr {
+			t.Errorf("SYSTEMD_LOG_LEVEL=%q: stderr %q, v252's %q", level, got.stderr, ref.stderr)
+		}
 	}
 }
 

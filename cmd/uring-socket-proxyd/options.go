@@ -53,7 +53,9 @@ var (
 	optNoDelay        = getopt.Option{Long: "nodelay", Arg: getopt.RequiredArgument}
 	optTarget         = getopt.Option{Long: "target", Arg: getopt.RequiredArgument}
 	optLogConnections = getopt.Option{Long: "log-connections"}
-	options           = []getopt.Option{optHelp, optVersion, optConnectionsMax, optExitIdleTime,
+	// v252's four first and in its order, which is the order getopt
+	// lists the candidates of an ambiguous abbreviation in.
+	options = []getopt.Option{optConnectionsMax, optExitIdleTime, optHelp, optVersion,
 		optConnectTimeout, optEngine, optThreads, optBusyPoll, optDrainTimeout, optProxyProtocol, optIdleTimeout,
 		optKeepAlive, optNoDelay, optTarget, optLogConnections}
 )
@@ -210,17 +212,23 @@ func parseBoolean(s string) (bool, error) {
 }
 
 // parseUint32Auto parses like systemd's safe_atou32(): strtoul with an
-// automatic base (0x10 = 16, 010 = 8), leading white space allowed, no sign
-// but '+', the whole string used, and the value within 32 bits.
+// automatic base (0x10 = 16, 010 = 8), leading white space allowed, one
+// sign, the whole string used, and the value within 32 bits. A '-' is
+// refused unless the value is zero: "-0" is 0, as strtoul reads it.
 func parseUint32Auto(s string) (uint32, error) {
 	t := strings.TrimLeft(s, " \t\n\r\v\f")
-	if strings.HasPrefix(t, "-") {
-		return 0, fmt.Errorf("negative value %q", s)
+	negative := strings.HasPrefix(t, "-")
+	if negative {
+		t = t[1:]
+	} else {
+		t = strings.TrimPrefix(t, "+")
 	}
-	t = strings.TrimPrefix(t, "+")
 	n, err := strconv.ParseUint(t, 0, 32)
 	if err != nil || strings.Contains(t, "_") || strings.HasPrefix(t, "0b") || strings.HasPrefix(t, "0B") || strings.HasPrefix(t, "0o") || strings.HasPrefix(t, "0O") {
 		return 0, fmt.Errorf("invalid number %q", s)
+	}
+	if negative && n != 0 {
+		return 0, fmt.Errorf("negative value %q", s)
 	}
 	return uint32(n), nil
 }
