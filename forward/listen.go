@@ -18,7 +18,8 @@ type Listener struct {
 	File *os.File
 	// FD is the raw descriptor, non-blocking and close-on-exec.
 	FD int
-	// Name is its FileDescriptorName= (LISTEN_FDNAMES), "unknown" if unset.
+	// Name is its FileDescriptorName= (LISTEN_FDNAMES); without one,
+	// "LISTEN_FD_N" for descriptor N, as go-systemd names it.
 	Name string
 	// Target is where its connections go; nil means the server's Target.
 	Target *Target

@@ -33,7 +33,7 @@ func run(argv []string, stdout, stderr io.Writer, log *forward.Logger) int {
 	}
 
 	var target *forward.Target
-	if cfg.target != "" {
+	if cfg.hasTarget { // an empty one too: ParseTarget refuses it
 		t, err := forward.ParseTarget(cfg.target)
 		if err != nil {
 			log.Errorf("Invalid target: %v", err)

@@ -162,6 +162,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"127.0.0.1:99999"}, 1, `invalid port "99999"`, "", false},
 		{[]string{"/" + strings.Repeat("p", 120)}, 1, "longer than the 107 that fit in sun_path", "", false},
 		{[]string{":80"}, 1, `target ":80" has no host`, "", false},
+		{[]string{""}, 1, "Invalid target: target is empty", "", false},
 		{[]string{"localhost:nosuchservice"}, 1, `unknown service name "nosuchservice"`, "", false},
 	}
 	_, refErr := os.Stat(reference)

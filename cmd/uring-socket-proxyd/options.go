@@ -15,7 +15,8 @@ import (
 
 // config is the parsed command line.
 type config struct {
-	target         string // "" when every listener has a --target
+	target         string
+	hasTarget      bool // false when every listener has a --target
 	connectionsMax uint32
 	exitIdleTime   time.Duration
 	connectTimeout time.Duration
@@ -195,7 +196,7 @@ func parseCommandLine(argv []string, stdout, stderr io.Writer, log *forward.Logg
 		return fail("Too many parameters.")
 	}
 	if len(operands) == 1 {
-		cfg.target = operands[0]
+		cfg.target, cfg.hasTarget = operands[0], true
 	}
 	return cfg, false, 0
 }
