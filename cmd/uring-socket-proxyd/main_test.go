@@ -215,6 +215,21 @@ func TestBadLogLevel(t *testing.T) {
 	}
 }
 
+// TestPOSIXLYCorrect: with POSIXLY_CORRECT set, options after the target
+// are operands, as for v252 (glibc's getopt_long).
+func TestPOSIXLYCorrect(t *testing.T) {
+	env := []string{"POSIXLY_CORRECT=1"}
+	got := runBinary(t, binPath, env, "x", "-c", "0")
+	if got.code != 1 || got.stderr != "Too many parameters.\n" {
+		t.Errorf("exit %d, stderr %q; want 1 and \"Too many parameters.\"", got.code, got.stderr)
+	}
+	if _, err := os.Stat(reference); err == nil {
+		if ref := runBinary(t, reference, env, "x", "-c", "0"); ref.stderr != got.stderr || ref.code != got.code {
+			t.Errorf("ours: %d %q, v252: %d %q", got.code, got.stderr, ref.code, ref.stderr)
+		}
+	}
+}
+
 // TestActivationErrors checks the socket-activation checks and their
 // messages against v252's.
 func TestActivationErrors(t *testing.T) {

@@ -2,7 +2,8 @@
 // because unit files written for systemd-socket-proxyd rely on its rules:
 //
 //   - options and operands may be mixed; operands keep their order
-//     (glibc's default argument permutation, as without POSIXLY_CORRECT);
+//     (glibc's default argument permutation); with POSIXLY_CORRECT in the
+//     environment, as glibc, the first operand ends the options instead;
 //   - "--" ends the options, and everything after it is an operand;
 //     a lone "-", and the empty string, are operands;
 //   - short options cluster ("-hc5"); a short option's argument is the rest
@@ -30,6 +31,7 @@ package getopt
 
 import (
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -115,11 +117,14 @@ func (e *Error) Error() string { return e.msg }
 func Parse(prog string, args []string, opts []Option) (events []Event, operands []string) {
 	check(opts)
 	p := parser{prog: prog, opts: opts}
+	_, posix := os.LookupEnv("POSIXLY_CORRECT")
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		switch {
 		case arg == "--":
 			return p.events, append(operands, args[i+1:]...)
+		case (len(arg) < 2 || arg[0] != '-') && posix:
+			return p.events, append(operands, args[i:]...)
 		case len(arg) < 2 || arg[0] != '-':
 			operands = append(operands, arg)
 		case arg[1] == '-':

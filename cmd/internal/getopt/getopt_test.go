@@ -259,3 +259,19 @@ func pointsInto(o *Option, opts []Option) bool {
 	}
 	return false
 }
+
+// TestPOSIXLYCorrect: with POSIXLY_CORRECT set (to anything, even empty),
+// the first operand ends the options, as in glibc.
+func TestPOSIXLYCorrect(t *testing.T) {
+	t.Setenv("POSIXLY_CORRECT", "")
+	events, operands := Parse("P", []string{"-c", "5", "x", "-c", "0", "--help"}, v252)
+	if len(events) != 1 || events[0].Option.Long != "connections-max" || events[0].Value != "5" {
+		t.Errorf("events %+v, want only -c 5", events)
+	}
+	if want := []string{"x", "-c", "0", "--help"}; !slices.Equal(operands, want) {
+		t.Errorf("operands %q, want %q", operands, want)
+	}
+	if _, operands := Parse("P", []string{"-", "-h"}, v252); !slices.Equal(operands, []string{"-", "-h"}) {
+		t.Errorf("a lone '-' did not end the options: operands %q", operands)
+	}
+}
