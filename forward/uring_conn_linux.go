@@ -145,7 +145,7 @@ func (w *uworker) watchClient(c *uconn) {
 	}
 	c.watching = true
 	s := w.sqe()
-	s.PrepPollAdd(c.client, 0) // no event asked: only errors and hang-ups
+	s.PrepPollAdd(c.client, 0) // no event asked: errors, hang-ups and half-closes
 	s.SetUserData(w.ud(opClientWatch, c))
 	c.inflight++
 }
@@ -741,8 +741,8 @@ func (w *uworker) shutdownSink(c *uconn, d int) {
 // before: the reset is found at the next send.
 func (w *uworker) endWatch(c *uconn, d int) {
 	src, _ := c.fds(d)
-	ev := unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<1) | int32(d)}
-	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, src, &ev)
+	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<1) | int32(d)}
+	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, src, &w.endEv)
 }
 
 // armEndWatch polls the epoll set of ended sources, multishot.

@@ -166,6 +166,7 @@ type uworker struct {
 	// with room for the events of one look at it.
 	endfd     int
 	endEvents []unix.EpollEvent
+	endEv     unix.EpollEvent // scratch for epoll_ctl, kept off the heap
 	epoch     time.Time
 	static    [][]unix.Sockaddr // per listener: its target's fixed addresses
 	err       error
@@ -524,11 +525,14 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	case opPollOut, opPollOut + 1:
 		w.handlePoll(c, int(op-opPollOut), false, cqe.Res())
 	case opClientWatch:
-		// The watch asks for no event, so it completes on an error or a
-		// hang-up (or its cancel). A Unix client that closed after
-		// sending hangs up with its bytes still to be forwarded: watching
-		// ends then, as a new poll would complete at once, and the bytes
-		// and the end of the stream wait for the backend.
+		// The watch asks for no event; the kernel still completes it on
+		// an error, a hang-up or a half-close (POLLRDHUP, which it adds
+		// to every io_uring poll). Only an error, or a hang-up with
+		// nothing left to read, means the client has gone: a Unix client
+		// that closed after sending hangs up with its bytes still to be
+		// forwarded. Otherwise watching ends, as a new poll would
+		// complete at once, and the bytes and the end of the stream wait
+		// for the backend.
 		c.watching = false
 		if res := cqe.Res(); res > 0 && c.state != ustateOpen && !c.closing &&
 			ClientLeft(c.client, res&unix.POLLERR != 0, res&unix.POLLHUP != 0) {
