@@ -195,16 +195,16 @@ func TestUringStateForwarding(t *testing.T) {
 }
 
 // TestUringStateEndWatch: a reset of a peer that has half-closed is passed
-// on to the other peer at once, without waiting for that one to send; a
-// hang-up without an error is not, nor an event of a connection since
-// ended.
+// on to the other peer without waiting for that one to send, once the
+// connection has stayed half-open for endWatchDelay; a hang-up without an
+// error is not, nor an event of a connection since ended. A connection
+// that ends within the delay is never watched.
 func TestUringStateEndWatch(t *testing.T) {
 	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
-	watchEvent := func() { w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), unix.POLLIN, ring.CQEFMore)) }
-	// Three connections whose clients half-close; each client's peer
+	// Four connections whose clients half-close; each client's peer
 	// then closes its socket, the first two with bytes unread, which on
 	// a Unix socket is a reset.
-	var cs [3]*uconn
+	var cs [4]*uconn
 	for i := range cs {
 		c, peer := newStateConn(t, w)
 		connect(w, c)
@@ -217,9 +217,22 @@ func TestUringStateEndWatch(t *testing.T) {
 		unix.Close(peer)
 		cs[i] = c
 	}
-	// The second has ended meanwhile (its slot not yet reused).
+	if !w.halfOpenArmed || len(w.halfOpen) != len(cs) {
+		t.Fatalf("after the half-closes: timer armed %v, %d waiting; want the timer and %d", w.halfOpenArmed, len(w.halfOpen), len(cs))
+	}
+	// The last ends within the delay, and its slot has a new connection
+	// by the time the delay is over; the second ends after it.
+	w.feed(cs[3], opRecv+1, 0, 0)
+	next := openStateConn(t, w)
+	if next != cs[3] {
+		t.Fatal("the slot was not reused")
+	}
+	w.dispatch(ring.NewCQE(ring.PackUserData(opHalfOpen, 0, 0), -int32(unix.ETIME), 0))
+	if err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_DEL, next.client, nil); err != unix.ENOENT {
+		t.Fatalf("the new connection in the slot of one that ended within the delay is watched (epoll_ctl DEL: %v)", err)
+	}
 	cs[1].closing = true
-	watchEvent()
+	w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), unix.POLLIN, ring.CQEFMore))
 	if c := cs[0]; !c.closing || c.end != EndClientFailed || c.endErr != unix.ECONNRESET {
 		t.Fatalf("after the client's reset: closing %v, end %v (%v); want the connection aborted", c.closing, c.end, c.endErr)
 	}
