@@ -108,9 +108,6 @@ func (l *loop) startConn(fd, ln int) {
 		l.release(c)
 		return
 	}
-	if l.s.Log.Enabled(forward.LevelDebug) {
-		l.s.Log.Debugf("New connection from %s", forward.PeerName(fd))
-	}
 	switch t := l.s.ConnectTimeout; {
 	case t <= 0:
 		c.deadline = 0 // one attempt, bounded by the kernel

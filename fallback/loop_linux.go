@@ -278,6 +278,7 @@ func (l *loop) acceptFrom(i int) {
 			l.s.Log.Warnf("Failed to accept connection, ignoring: %v", forward.ErrnoText(err))
 			return
 		}
+		l.s.Arrived(fd)
 		if !l.s.Tracker.TryOpen() {
 			l.s.Log.Warnf("Hit connection limit, refusing connection.")
 			unix.Close(fd)

@@ -48,6 +48,14 @@ type ConnRecord struct {
 	Start    time.Time
 }
 
+// Arrived logs a client socket fd just accepted, at debug level, before
+// it is admitted or refused at the connection limit, as v252 does.
+func (s *Server) Arrived(fd int) {
+	if s.Log.Enabled(LevelDebug) {
+		s.Log.Debugf("New connection from %s", PeerName(fd))
+	}
+}
+
 // Opened accounts for a client socket fd accepted on listener ln and
 // admitted, in the loop's counters ctr: what every engine does for each
 // new connection.

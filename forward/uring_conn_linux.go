@@ -120,9 +120,6 @@ func (w *uworker) startConn(fd, ln int) {
 	w.s.Opened(w.ctr, &c.rec, fd, ln)
 	w.live++
 	w.armSweep()
-	if w.s.Log.Enabled(LevelDebug) {
-		w.s.Log.Debugf("New connection from %s", PeerName(fd))
-	}
 	switch t := w.s.ConnectTimeout; {
 	case t <= 0:
 		c.deadline = 0

@@ -631,6 +631,7 @@ func (w *uworker) acceptOne(fd, ln int) {
 		unix.Close(fd)
 		return
 	}
+	w.s.Arrived(fd)
 	if !w.s.Tracker.TryOpen() {
 		w.s.Log.Warnf("Hit connection limit, refusing connection.")
 		unix.Close(fd)

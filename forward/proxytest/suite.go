@@ -894,6 +894,11 @@ func testConnectionLimit(t *testing.T, h Harness) {
 	waitFor(t, 2*time.Second, "the refusal in the log", func() bool {
 		return strings.Contains(p.Log(), "Hit connection limit, refusing connection.")
 	}, p.Log)
+	// At debug level the refused client is logged as it arrives, as v252
+	// does for every client.
+	if want := "New connection from " + over.LocalAddr().String(); !strings.Contains(p.Log(), want) {
+		t.Errorf("no %q in the log:\n%s", want, p.Log())
+	}
 	mu.Lock()
 	if reached != 2 {
 		t.Errorf("%d connections reached the backend with --connections-max=2", reached)
