@@ -287,7 +287,9 @@ func TestResolveEveryAddress(t *testing.T) {
 	if len(got) != 1 || FormatSockaddr(got[0]) != "127.0.0.9:8080" {
 		t.Errorf("after the DNS change Resolve() = %v, want [127.0.0.9:8080]", got)
 	}
-	// No answer: an error in v252's words, naming the host.
+	// No answer: an error in v252's words for a missing name, naming the
+	// host. (For a name without addresses v252 says "No address associated
+	// with hostname"; Go's resolver does not tell the two apart.)
 	dns.set(nil)
 	got, err = tg.Resolve(ctx)
 	if err == nil || !strings.HasPrefix(err.Error(), "Failed to resolve host: Name or service not known; ") || !strings.Contains(err.Error(), "multi.example") {

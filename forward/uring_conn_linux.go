@@ -790,9 +790,20 @@ func (w *uworker) armEndWatch() {
 // closed after its half-close) is left to the other direction's next send:
 // the peer may still read what it is sent. Events of sockets whose
 // connection has since ended or been reused are recognised by generation.
+//
+// The multishot poll ends when the kernel's completion queue overflowed or
+// the poll was cancelled: it is armed again. If it failed, it is not (the
+// same failure would come back at once, in a loop): a reset after a
+// half-close is then found by the other direction's next send, as before
+// the watch existed.
 func (w *uworker) handleEndWatch(cqe ring.CQE) {
-	if !cqe.More() && !w.stopping.Load() {
-		w.armEndWatch()
+	if res := cqe.Res(); !cqe.More() && !w.stopping.Load() {
+		if res >= 0 || res == -int32(unix.ECANCELED) {
+			w.armEndWatch()
+		} else {
+			w.s.Log.Warnf("Watching half-closed connections for resets failed, continuing without: %s", ErrnoString(unix.Errno(-res)))
+			return
+		}
 	}
 	for {
 		n, err := unix.EpollWait(w.endfd, w.endEvents, 0)

@@ -242,6 +242,16 @@ func TestUringStateEndWatch(t *testing.T) {
 	if c := cs[2]; c.closing {
 		t.Fatalf("a hang-up without an error ended the connection: end %v (%v)", c.end, c.endErr)
 	}
+	// The multishot poll on the set ends: armed again, unless it failed.
+	before := w.r.SQPending()
+	w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), -int32(unix.ECANCELED), 0))
+	if w.r.SQPending() != before+1 {
+		t.Fatalf("the watch's poll ended and was not armed again (%d SQEs queued, were %d)", w.r.SQPending(), before)
+	}
+	w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), -int32(unix.EINVAL), 0))
+	if w.r.SQPending() != before+1 {
+		t.Fatalf("the watch's poll failed and was armed again: it would fail in a loop")
+	}
 }
 
 // TestUringStatePipelined: the next recv is armed with the send, bytes

@@ -661,13 +661,11 @@ func testResetFromBackend(t *testing.T, h Harness) {
 	}
 }
 
-// ---- connecting ----------------------------------------------------------------
-
-// unusedAddr returns a loopback address where nothing listens.
 // testResetAfterHalfClose: a peer that half-closes and then resets, while
-// the other peer stays silent, has its reset passed on at once: the proxy
-// lets go of both sides instead of holding them until the silent peer
-// writes (nothing else would read the half-closed socket).
+// the other peer stays silent, has its reset passed on within moments
+// (io_uring watches a half-closed socket after 50 ms): the proxy lets go
+// of both sides instead of holding them until the silent peer writes
+// (nothing else would read the half-closed socket).
 func testResetAfterHalfClose(t *testing.T, h Harness) {
 	quiet := make(chan struct{})
 	defer close(quiet)
@@ -707,6 +705,9 @@ func testResetAfterHalfClose(t *testing.T, h Harness) {
 	waitFor(t, 3*time.Second, "the proxy to let go of the client after the backend's reset", held(c.LocalAddr().String()))
 }
 
+// ---- connecting ----------------------------------------------------------------
+
+// unusedAddr returns a loopback address where nothing listens.
 func unusedAddr(t *testing.T) string {
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
