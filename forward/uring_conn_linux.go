@@ -133,9 +133,10 @@ func (w *uworker) startConn(fd, ln int) {
 }
 
 // watchClient watches the client while its backend keeps it waiting (a
-// host name lookup, a back-off): nothing else looks at the client then,
-// and one that resets must be let go, not retried for the connect timeout.
-// A connect that succeeds at once, the common case, needs no watch.
+// host name lookup, a back-off, a connect still in flight after
+// watchDelay): nothing else looks at the client then, and one that resets
+// must be let go, not retried for the connect timeout. A connect that
+// succeeds at once, the common case, needs no watch.
 func (w *uworker) watchClient(c *uconn) {
 	if c.watching {
 		return
@@ -180,12 +181,21 @@ func (w *uworker) resolvedAddrs(c *uconn, addrs []unix.Sockaddr, err error) {
 // tryConnect submits a connect to the next address, with a linked timeout
 // when the connection has a deadline; when no address is left it retries
 // or gives up.
+//
+// A Unix socket connects at once instead, with a non-blocking connect(2):
+// it never waits for the peer, and either succeeds or fails at once,
+// with EAGAIN when the backlog is full. Made by io_uring, that last case
+// would block an io-wq thread until the deadline and end in EINTR.
 func (w *uworker) tryConnect(c *uconn) {
 	for c.next < len(c.addrs) {
 		sa := c.addrs[c.next]
 		c.next++
 		family := SockaddrFamily(sa)
-		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		flags := unix.SOCK_STREAM | unix.SOCK_CLOEXEC
+		if family == unix.AF_UNIX {
+			flags |= unix.SOCK_NONBLOCK
+		}
+		fd, err := unix.Socket(family, flags, 0)
 		if err != nil {
 			c.lastErr = err
 			if err == unix.EMFILE || err == unix.ENFILE {
@@ -196,6 +206,16 @@ func (w *uworker) tryConnect(c *uconn) {
 			continue
 		}
 		w.s.PrepareBackend(fd, family)
+		if family == unix.AF_UNIX {
+			if err := unix.Connect(fd, sa); err != nil {
+				unix.Close(fd)
+				c.lastErr = err
+				continue
+			}
+			c.backend = fd
+			w.connected(c)
+			return
+		}
 		if err := c.sa.Set(sa); err != nil {
 			unix.Close(fd)
 			c.lastErr = err
@@ -224,6 +244,7 @@ func (w *uworker) tryConnect(c *uconn) {
 			t.SetUserData(w.ud(opLinkTimeout, c))
 			c.inflight++
 		}
+		w.watchLater(c, -1) // a client that resets meanwhile is let go
 		return
 	}
 	w.retryOrFail(c)
@@ -722,43 +743,51 @@ func (w *uworker) shutdownSink(c *uconn, d int) {
 	w.watchLater(c, d)
 }
 
-// endWatchDelay is how long a connection may stay half-open before the
-// source that ended is watched (endWatch). Most connections end their
-// other direction within microseconds (a request, its reply, both
-// closes), and watching each would cost them an epoll_ctl and its
-// removal, 3–5 % of the connection rate (measured); a reset of a longer-lived half-open connection is
-// passed on this much later than the epoll engine would.
-const endWatchDelay = 50 * time.Millisecond
+// watchDelay is how long a connection stays in a state that could hide a
+// peer's reset before it is watched: a connect in flight (watchClient) or
+// a half-close (endWatch). Nearly every connection leaves both within
+// microseconds (a connect on loopback, a request, its reply, both
+// closes), and watching each at once would cost a poll and its cancel, or
+// an epoll_ctl and its removal: 3–5 % of the connection rate, measured
+// for the half-close. A reset in a longer wait is passed on this much
+// later than the epoll engine, which watches every socket anyway, does.
+const watchDelay = 50 * time.Millisecond
 
-// watchLater has direction d's ended source watched by the next
-// watchHalfOpen, at most endWatchDelay from now.
+// watchLater queues a watch for watchQueued, at most watchDelay from now:
+// of c's client while it connects (d < 0), or of direction d's source,
+// which has ended.
 func (w *uworker) watchLater(c *uconn, d int) {
-	w.halfOpen = append(w.halfOpen, dirRef{c, c.gen, d})
-	if w.halfOpenArmed || w.stopping.Load() {
+	w.watchQueue = append(w.watchQueue, dirRef{c, c.gen, d})
+	if w.watchArmed || w.stopping.Load() {
 		return
 	}
-	w.halfOpenArmed = true
+	w.watchArmed = true
 	s := w.sqe()
-	s.PrepTimeout(&w.halfOpenTS, 0, 0)
-	s.SetUserData(ring.PackUserData(opHalfOpen, 0, 0))
+	s.PrepTimeout(&w.watchTS, 0, 0)
+	s.SetUserData(ring.PackUserData(opWatchLater, 0, 0))
 }
 
-// watchHalfOpen watches the ended sources of the connections that are
-// still half-open.
-func (w *uworker) watchHalfOpen() {
-	w.halfOpenArmed = false
-	list := w.halfOpen
-	w.halfOpen = w.halfOpenSpare[:0]
+// watchQueued arms the queued watches of the connections still in the
+// state they were queued in.
+func (w *uworker) watchQueued() {
+	w.watchArmed = false
+	list := w.watchQueue
+	w.watchQueue = w.watchSpare[:0]
 	for _, r := range list {
-		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
-			w.endWatch(r.c, r.d)
+		c := r.c
+		switch {
+		case c.gen != r.gen || c.closing:
+		case r.d < 0 && c.state == ustateConnecting:
+			w.watchClient(c)
+		case r.d >= 0 && c.state == ustateOpen:
+			w.endWatch(c, r.d)
 		}
 	}
-	w.halfOpenSpare = list[:0]
+	w.watchSpare = list[:0]
 }
 
 // endWatch watches direction d's source, which has ended, while the
-// connection stays half-open (from watchHalfOpen). Nothing reads
+// connection stays half-open (from watchQueued). Nothing reads
 // it any more, and the other direction writes to it only when its own
 // source sends: a reset of this peer would go unnoticed for as long as the
 // other peer stays silent, holding the connection (against -c, and the

@@ -66,7 +66,7 @@ const (
 	opClientWatch  // the client failed while its backend was being connected
 	opSweep        // time for an --idle-timeout sweep
 	opEndWatch     // the epoll set of ended sources has an event (endWatch)
-	opHalfOpen     // time to watch the sources ended since the last time
+	opWatchLater   // time for the watches queued by watchLater
 )
 
 // Serve implements Engine.
@@ -168,17 +168,17 @@ type uworker struct {
 	endfd     int
 	endEvents []unix.EpollEvent
 	endEv     unix.EpollEvent // scratch for epoll_ctl, kept off the heap
-	// halfOpen lists directions ended since the last watchHalfOpen, whose
-	// sources are watched then if their connections are still open.
-	halfOpen      []dirRef
-	halfOpenSpare []dirRef
-	halfOpenArmed bool
-	halfOpenTS    ring.Timespec
-	epoch         time.Time
-	static        [][]unix.Sockaddr // per listener: its target's fixed addresses
-	err           error
-	ctr           *Counters
-	hdr           [MaxProxyHeader]byte // scratch for a PROXY header
+	// watchQueue lists the watches to arm at the next watchQueued, if
+	// their connections are still where they were (watchLater).
+	watchQueue []dirRef
+	watchSpare []dirRef
+	watchArmed bool
+	watchTS    ring.Timespec
+	epoch      time.Time
+	static     [][]unix.Sockaddr // per listener: its target's fixed addresses
+	err        error
+	ctr        *Counters
+	hdr        [MaxProxyHeader]byte // scratch for a PROXY header
 
 	// pollUntil is when busy polling stops (Server.BusyPoll after the
 	// last completions); at or before clock, the loop sleeps.
@@ -263,7 +263,7 @@ func (w *uworker) setup() error {
 		return fmt.Errorf("epoll_create1: %w", err)
 	}
 	w.endEvents = make([]unix.EpollEvent, 64)
-	w.halfOpenTS = ring.NewTimespec(endWatchDelay)
+	w.watchTS = ring.NewTimespec(watchDelay)
 	w.armEndWatch()
 	w.acceptArmed = make([]bool, len(w.s.Listeners))
 	w.broken = make([]bool, len(w.s.Listeners))
@@ -501,8 +501,8 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 	case opEndWatch:
 		w.handleEndWatch(cqe)
 		return
-	case opHalfOpen:
-		w.watchHalfOpen()
+	case opWatchLater:
+		w.watchQueued()
 		return
 	case opClose:
 		if cqe.Res() < 0 {

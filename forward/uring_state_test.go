@@ -196,7 +196,7 @@ func TestUringStateForwarding(t *testing.T) {
 
 // TestUringStateEndWatch: a reset of a peer that has half-closed is passed
 // on to the other peer without waiting for that one to send, once the
-// connection has stayed half-open for endWatchDelay; a hang-up without an
+// connection has stayed half-open for watchDelay; a hang-up without an
 // error is not, nor an event of a connection since ended. A connection
 // that ends within the delay is never watched.
 func TestUringStateEndWatch(t *testing.T) {
@@ -217,8 +217,14 @@ func TestUringStateEndWatch(t *testing.T) {
 		unix.Close(peer)
 		cs[i] = c
 	}
-	if !w.halfOpenArmed || len(w.halfOpen) != len(cs) {
-		t.Fatalf("after the half-closes: timer armed %v, %d waiting; want the timer and %d", w.halfOpenArmed, len(w.halfOpen), len(cs))
+	ended := 0
+	for _, r := range w.watchQueue {
+		if r.d >= 0 {
+			ended++
+		}
+	}
+	if !w.watchArmed || ended != len(cs) {
+		t.Fatalf("after the half-closes: timer armed %v, %d waiting; want the timer and %d", w.watchArmed, ended, len(cs))
 	}
 	// The last ends within the delay, and its slot has a new connection
 	// by the time the delay is over; the second ends after it.
@@ -227,7 +233,7 @@ func TestUringStateEndWatch(t *testing.T) {
 	if next != cs[3] {
 		t.Fatal("the slot was not reused")
 	}
-	w.dispatch(ring.NewCQE(ring.PackUserData(opHalfOpen, 0, 0), -int32(unix.ETIME), 0))
+	w.dispatch(ring.NewCQE(ring.PackUserData(opWatchLater, 0, 0), -int32(unix.ETIME), 0))
 	if err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_DEL, next.client, nil); err != unix.ENOENT {
 		t.Fatalf("the new connection in the slot of one that ended within the delay is watched (epoll_ctl DEL: %v)", err)
 	}
@@ -251,6 +257,31 @@ func TestUringStateEndWatch(t *testing.T) {
 	w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), -int32(unix.EINVAL), 0))
 	if w.r.SQPending() != before+1 {
 		t.Fatalf("the watch's poll failed and was armed again: it would fail in a loop")
+	}
+}
+
+// TestUringStateWatchConnecting: a client whose backend connect is still
+// in flight after watchDelay is watched, and let go if it resets; one
+// whose connect completed by then is not watched.
+func TestUringStateWatchConnecting(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	slow, _ := newStateConn(t, w)
+	fast, _ := newStateConn(t, w)
+	connect(w, fast)
+	if slow.state != ustateConnecting || slow.watching {
+		t.Fatalf("a connect just submitted: state %d, watching %v; want connecting, not yet watched", slow.state, slow.watching)
+	}
+	inflight := slow.inflight
+	w.dispatch(ring.NewCQE(ring.PackUserData(opWatchLater, 0, 0), -int32(unix.ETIME), 0))
+	if !slow.watching || slow.inflight != inflight+1 {
+		t.Fatalf("a connect in flight after the delay: watching %v, %d in flight (were %d); want the client watched", slow.watching, slow.inflight, inflight)
+	}
+	if fast.watching {
+		t.Fatal("a connection connected before the delay was watched")
+	}
+	w.feed(slow, opClientWatch, unix.POLLERR|unix.POLLHUP, 0)
+	if !slow.closing || slow.end != EndClientGone {
+		t.Fatalf("after the client's reset: closing %v, end %v; want it let go", slow.closing, slow.end)
 	}
 }
 

@@ -70,6 +70,8 @@ var cases = []struct {
 	{"BackendNotListening", testBackendNotListening},
 	{"BackendStartsLate", testBackendStartsLate},
 	{"ClientGivesUpWhileConnecting", testClientGivesUp},
+	{"ClientGivesUpWhileConnectPending", testClientGivesUpPending},
+	{"UnixBackendBacklogFull", testUnixBacklogFull},
 	{"UnixClientSendsAndLeaves", testUnixClientSendsAndLeaves},
 	{"UnixClientSendsAndLeavesWhileRetrying", testUnixClientLeavesWhileRetrying},
 	{"ConnectionLimit", testConnectionLimit},
@@ -763,25 +765,34 @@ func testBackendStartsLate(t *testing.T, h Harness) {
 // testClientGivesUp: a client that resets while the proxy keeps retrying
 // its backend is let go at once, not after the connect timeout.
 func testClientGivesUp(t *testing.T, h Harness) {
-	target := unusedAddr(t)
+	clientGivesUp(t, h, unusedAddr(t))
+}
+
+// testClientGivesUpPending is testClientGivesUp with the backend's connect
+// in flight, not refused: its accept queue is full, so its SYNs go
+// unanswered.
+func testClientGivesUpPending(t *testing.T, h Harness) {
+	clientGivesUp(t, h, fullBacklog(t, "tcp4", "127.0.0.1:0"))
+}
+
+func clientGivesUp(t *testing.T, h Harness, target string) {
 	addr, f := frontend(t)
-	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: time.Hour})
+	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: time.Hour, LogConnections: true})
 	c := dial(t, addr).(*net.TCPConn)
-	held := func() int {
+	waitFor(t, 5*time.Second, "the proxy to hold the client", func() bool {
 		n, err := SocketsWithPeer(p.Pid(), c.LocalAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	waitFor(t, 5*time.Second, "the proxy to hold the client", func() bool { return held() == 1 })
-	time.Sleep(100 * time.Millisecond) // retrying by now
-	if held() != 1 {
+		return err == nil && n == 1
+	})
+	time.Sleep(200 * time.Millisecond) // retrying, or waiting for the connect, by now
+	const gone = "client left while connecting"
+	if strings.Contains(p.Log(), gone) {
 		t.Fatal("the proxy let the client go before it gave up")
 	}
 	_ = c.SetLinger(0)
 	c.Close()
-	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool { return held() == 0 })
+	// The proxy's socket leaves /proc/net/tcp with the reset, so only the
+	// proxy can say that it let go.
+	waitFor(t, 5*time.Second, "the proxy to let the client go", func() bool { return strings.Contains(p.Log(), gone) }, p.Log)
 }
 
 // testUnixClientSendsAndLeaves: clients of a Unix listener that send a
@@ -861,6 +872,50 @@ func waitMessages(t *testing.T, n int, got <-chan string) {
 			t.Fatalf("%d of %d messages never reached the backend", len(want), n)
 		}
 	}
+}
+
+// testUnixBacklogFull: a Unix backend whose accept queue is full refuses a
+// connect at once with EAGAIN, retried until the connect timeout, and then
+// logged in v252's words for that error.
+func testUnixBacklogFull(t *testing.T, h Harness) {
+	path := fullBacklog(t, "unix", filepath.Join(t.TempDir(), "full.sock"))
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, path, Options{ConnectTimeout: 300 * time.Millisecond})
+	c := dial(t, addr)
+	expectClosedWithoutData(t, c, 5*time.Second)
+	const want = "Failed to connect to remote host: Resource temporarily unavailable"
+	waitFor(t, 2*time.Second, "the failure in the log", func() bool { return strings.Contains(p.Log(), want) }, p.Log)
+}
+
+// fullBacklog returns the address of a listening socket whose accept queue
+// is full (backlog 0, one connection waiting, never accepted): TCP drops
+// further SYNs, a Unix socket refuses further connects with EAGAIN.
+func fullBacklog(t *testing.T, network, addr string) string {
+	t.Helper()
+	family, sa := syscall.AF_INET, syscall.Sockaddr(&syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+	if network == "unix" {
+		family, sa = syscall.AF_UNIX, &syscall.SockaddrUnix{Name: addr}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	if network != "unix" {
+		bound, err := syscall.Getsockname(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", bound.(*syscall.SockaddrInet4).Port)
+	}
+	dial(t, addr) // fills the queue, until the test ends
+	return addr
 }
 
 // ---- limits and lifetime -------------------------------------------------------
