@@ -24,10 +24,6 @@ const (
 // edge-triggered; the loop keeps the readiness itself.
 const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
-// acceptPause is how long a loop stops accepting after running out of file
-// descriptors or memory, unless a connection closes first.
-const acceptPause = 100 * time.Millisecond
-
 // yieldEvery is how often a busy loop passes through the Go scheduler.
 //
 // The loop goroutine never blocks in Go: it sleeps in epoll_wait and its
@@ -266,7 +262,7 @@ func (l *loop) acceptFrom(i int) {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
 		case err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM:
-			l.pauseAccept(err)
+			l.pauseAccept(err.(unix.Errno))
 			return
 		case forward.ListenerBroken(err.(unix.Errno)):
 			// Out of the epoll set, so that it raises no more events.
@@ -288,20 +284,21 @@ func (l *loop) acceptFrom(i int) {
 		if l.s.Tracker.Open() >= l.fdCap {
 			// Each connection needs a backend socket and, while bytes
 			// move, pipes: stop before clients take the descriptors.
-			l.pauseAccept(unix.EMFILE)
+			l.pauseAccept(0)
 			return
 		}
 	}
 }
 
-// pauseAccept stops accepting for acceptPause: accepting again at once
-// would fail again, and spin (v252 does, at 100% CPU).
-func (l *loop) pauseAccept(err error) {
+// pauseAccept stops accepting for forward.AcceptPause after running out
+// of file descriptors or memory (err), or reaching the connections the
+// descriptor limit leaves room for (0).
+func (l *loop) pauseAccept(err unix.Errno) {
 	now := l.now()
-	l.acceptPausedUntil = now + int64(acceptPause)
+	l.acceptPausedUntil = now + int64(forward.AcceptPause)
 	if l.lastPauseLog == 0 || now-l.lastPauseLog >= int64(time.Second) {
 		l.lastPauseLog = now
-		l.s.Log.Warnf("Failed to accept connection: %v; pausing accepts for %v or until a connection closes.", forward.ErrnoText(err), acceptPause)
+		l.s.Log.Warnf("%s", forward.AcceptPauseText(err, l.s.Tracker.Open()))
 	}
 }
 

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"time"
@@ -126,6 +127,22 @@ func ResetOnClose(fd int) {
 	if fd >= 0 {
 		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
+}
+
+// AcceptPause is how long an engine stops accepting after running out of
+// file descriptors or memory, or reaching ConnectionCapacity, unless a
+// connection closes first: accepting again at once would fail again, and
+// spin (v252 does, at 100 % CPU).
+const AcceptPause = 100 * time.Millisecond
+
+// AcceptPauseText is the log line of such a pause: err is the failure of
+// an accept (or of a backend socket), or 0 when the open connections
+// reached ConnectionCapacity, which no system call reported.
+func AcceptPauseText(err unix.Errno, open int64) string {
+	if err == 0 {
+		return fmt.Sprintf("%d connections are open, as many as the open-file limit leaves descriptors for; pausing accepts for %v or until a connection closes.", open, AcceptPause)
+	}
+	return fmt.Sprintf("Failed to accept connection: %s; pausing accepts for %v or until a connection closes.", ErrnoString(err), AcceptPause)
 }
 
 // ConnectionCapacity returns how many connections of perConn descriptors

@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -51,5 +52,16 @@ func TestClientLeft(t *testing.T) {
 	defer unix.Close(peer)
 	if forward.ClientLeft(idle, false, false) {
 		t.Fatal("a client with neither an error nor a hang-up was given up")
+	}
+}
+
+// TestAcceptPauseText: a pause at the descriptor reserve does not claim
+// that an accept failed; a real failure is worded as v252 words it.
+func TestAcceptPauseText(t *testing.T) {
+	if got := forward.AcceptPauseText(0, 20); !strings.HasPrefix(got, "20 connections are open, as many as the open-file limit leaves descriptors for; pausing accepts") {
+		t.Errorf("pause at capacity: %q", got)
+	}
+	if got := forward.AcceptPauseText(unix.EMFILE, 20); !strings.HasPrefix(got, "Failed to accept connection: Too many open files; pausing accepts") {
+		t.Errorf("pause after EMFILE: %q", got)
 	}
 }

@@ -9,10 +9,6 @@ import (
 	"github.com/uring-socket-proxyd/uring-socket-proxyd/ring"
 )
 
-// acceptPause is how long a worker stops accepting after running out of
-// file descriptors or memory, unless a connection closes first.
-const acceptPause = 100 * time.Millisecond
-
 // Connection states.
 const (
 	ustateFree       uint8 = iota // slot unused

@@ -662,7 +662,7 @@ func (w *uworker) checkDescriptors() {
 	open := w.s.Tracker.Open()
 	switch {
 	case open >= w.fdCap:
-		w.pauseAccept(unix.EMFILE)
+		w.pauseAccept(0)
 	case !w.careful && open >= w.fdCap-careMargin:
 		w.careful = true
 		w.cancelAccepts()
@@ -671,8 +671,9 @@ func (w *uworker) checkDescriptors() {
 	}
 }
 
-// pauseAccept stops accepting for a moment after running out of file
-// descriptors or memory: accepting at once would fail again, and spin.
+// pauseAccept stops accepting for AcceptPause after running out of file
+// descriptors or memory (err), or reaching the connections the descriptor
+// limit leaves room for (0).
 func (w *uworker) pauseAccept(err unix.Errno) {
 	if w.acceptPaused {
 		return
@@ -681,9 +682,9 @@ func (w *uworker) pauseAccept(err unix.Errno) {
 	now := w.now()
 	if w.lastPauseLog == 0 || now-w.lastPauseLog >= int64(time.Second) {
 		w.lastPauseLog = now
-		w.s.Log.Warnf("Failed to accept connection: %s; pausing accepts for %v or until a connection closes.", ErrnoString(err), acceptPause)
+		w.s.Log.Warnf("%s", AcceptPauseText(err, w.s.Tracker.Open()))
 	}
-	w.acceptTS = ring.NewTimespec(acceptPause)
+	w.acceptTS = ring.NewTimespec(AcceptPause)
 	s := w.sqe()
 	s.PrepTimeout(&w.acceptTS, 0, 0)
 	s.SetUserData(ring.PackUserData(opAcceptRetry, 0, 0))
