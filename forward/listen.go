@@ -18,8 +18,8 @@ type Listener struct {
 	File *os.File
 	// FD is the raw descriptor, non-blocking and close-on-exec.
 	FD int
-	// Name is its FileDescriptorName= (LISTEN_FDNAMES); without one,
-	// "LISTEN_FD_N" for descriptor N, as go-systemd names it.
+	// Name is its FileDescriptorName= (LISTEN_FDNAMES); "unknown" without
+	// one, as sd_listen_fds_with_names(3) names it.
 	Name string
 	// Target is where its connections go; nil means the server's Target.
 	Target *Target
@@ -126,15 +126,25 @@ func InheritListeners() ([]Listener, error) {
 		unsetActivationEnv()
 		return nil, ErrNoSockets
 	}
+	var names []string
+	if v := os.Getenv("LISTEN_FDNAMES"); v != "" {
+		names = strings.Split(v, ":")
+	}
 	files := activation.Files(true)
 	if len(files) != n {
 		return nil, ErrReceiveSockets
 	}
 	ls := make([]Listener, 0, n)
-	for _, f := range files {
+	for i, f := range files {
 		l, err := NewListener(f)
 		if err != nil {
 			return nil, err
+		}
+		// systemd's name for a socket without one. v252 ignores names,
+		// so a list of the wrong length is taken as far as it goes
+		// rather than refused as sd_listen_fds_with_names does.
+		if i >= len(names) || names[i] == "" {
+			l.Name = "unknown"
 		}
 		ls = append(ls, l)
 	}

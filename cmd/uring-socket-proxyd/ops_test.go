@@ -716,3 +716,25 @@ func TestConnectionLimitExact(t *testing.T) {
 		t.Logf("v252 with -c 1: %d of 4 connections reached the backend", count(t, reference))
 	}
 }
+
+// TestUnnamedSocketIsUnknown: a socket passed without LISTEN_FDNAMES is
+// called "unknown", as sd_listen_fds_with_names(3) calls it, so
+// --target=unknown=… gives it a target.
+func TestUnnamedSocketIsUnknown(t *testing.T) {
+	b := opsServe(t, opsEcho)
+	front, f := opsListen(t)
+	opsStart(t, proxytest.Activated{Path: binPath, Args: []string{"--target=unknown=" + b.addr()}, Listeners: []*os.File{f}})
+	c, err := net.DialTimeout("tcp", front.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "who am I"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "who am I" {
+		t.Fatalf("got %q, %v; want the echo through --target=unknown=", got, err)
+	}
+}
