@@ -262,7 +262,7 @@ func (l *loop) acceptFrom(i int) {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
 		case err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM:
-			l.pauseAccept(err.(unix.Errno))
+			l.pauseAccept(forward.PauseAccept, err.(unix.Errno))
 			return
 		case forward.ListenerBroken(err.(unix.Errno)):
 			// Out of the epoll set, so that it raises no more events.
@@ -284,21 +284,22 @@ func (l *loop) acceptFrom(i int) {
 		if l.s.Tracker.Open() >= l.fdCap {
 			// Each connection needs a backend socket and, while bytes
 			// move, pipes: stop before clients take the descriptors.
-			l.pauseAccept(0)
+			l.pauseAccept(forward.PauseFull, 0)
 			return
 		}
 	}
 }
 
-// pauseAccept stops accepting for forward.AcceptPause after running out
-// of file descriptors or memory (err), or reaching the connections the
-// descriptor limit leaves room for (0).
-func (l *loop) pauseAccept(err unix.Errno) {
+// pauseAccept stops accepting for forward.AcceptPause after an accept
+// failed for want of file descriptors or memory, or on reaching the
+// connections the descriptor limit leaves room for (see
+// forward.AcceptPauseText).
+func (l *loop) pauseAccept(failed string, err unix.Errno) {
 	now := l.now()
 	l.acceptPausedUntil = now + int64(forward.AcceptPause)
 	if l.lastPauseLog == 0 || now-l.lastPauseLog >= int64(time.Second) {
 		l.lastPauseLog = now
-		l.s.Log.Warnf("%s", forward.AcceptPauseText(err, l.s.Tracker.Open()))
+		l.s.Log.Warnf("%s", forward.AcceptPauseText(failed, err, l.s.Tracker.Open()))
 	}
 }
 

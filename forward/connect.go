@@ -135,14 +135,21 @@ func ResetOnClose(fd int) {
 // spin (v252 does, at 100 % CPU).
 const AcceptPause = 100 * time.Millisecond
 
-// AcceptPauseText is the log line of such a pause: err is the failure of
-// an accept (or of a backend socket), or 0 when the open connections
-// reached ConnectionCapacity, which no system call reported.
-func AcceptPauseText(err unix.Errno, open int64) string {
-	if err == 0 {
-		return fmt.Sprintf("%d connections are open, as many as the open-file limit leaves descriptors for; pausing accepts for %v or until a connection closes.", open, AcceptPause)
+// Why an engine pauses accepting (AcceptPauseText).
+const (
+	PauseAccept  = "accept connection"     // an accept failed
+	PauseBackend = "create backend socket" // a backend's socket(2) failed
+	PauseFull    = ""                      // ConnectionCapacity reached
+)
+
+// AcceptPauseText is the log line of such a pause: which call failed
+// (PauseAccept, PauseBackend) and its error, or PauseFull when the open
+// connections reached ConnectionCapacity, which no system call reported.
+func AcceptPauseText(failed string, err unix.Errno, open int64) string {
+	if failed == PauseFull {
+		return fmt.Sprintf("Open connections: %d, as many as the open-file limit leaves descriptors for; pausing accepts for %v or until a connection closes.", open, AcceptPause)
 	}
-	return fmt.Sprintf("Failed to accept connection: %s; pausing accepts for %v or until a connection closes.", ErrnoString(err), AcceptPause)
+	return fmt.Sprintf("Failed to %s: %s; pausing accepts for %v or until a connection closes.", failed, ErrnoString(err), AcceptPause)
 }
 
 // ConnectionCapacity returns how many connections of perConn descriptors

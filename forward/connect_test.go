@@ -58,10 +58,13 @@ func TestClientLeft(t *testing.T) {
 // TestAcceptPauseText: a pause at the descriptor reserve does not claim
 // that an accept failed; a real failure is worded as v252 words it.
 func TestAcceptPauseText(t *testing.T) {
-	if got := forward.AcceptPauseText(0, 20); !strings.HasPrefix(got, "20 connections are open, as many as the open-file limit leaves descriptors for; pausing accepts") {
+	if got := forward.AcceptPauseText(forward.PauseFull, 0, 20); !strings.HasPrefix(got, "Open connections: 20, as many as the open-file limit leaves descriptors for; pausing accepts") {
 		t.Errorf("pause at capacity: %q", got)
 	}
-	if got := forward.AcceptPauseText(unix.EMFILE, 20); !strings.HasPrefix(got, "Failed to accept connection: Too many open files; pausing accepts") {
+	if got := forward.AcceptPauseText(forward.PauseAccept, unix.EMFILE, 20); !strings.HasPrefix(got, "Failed to accept connection: Too many open files; pausing accepts") {
 		t.Errorf("pause after EMFILE: %q", got)
+	}
+	if got := forward.AcceptPauseText(forward.PauseBackend, unix.ENFILE, 20); !strings.HasPrefix(got, "Failed to create backend socket: Too many open files in system; pausing accepts") {
+		t.Errorf("pause after a backend socket's ENFILE: %q", got)
 	}
 }

@@ -197,7 +197,7 @@ func (w *uworker) tryConnect(c *uconn) {
 			if err == unix.EMFILE || err == unix.ENFILE {
 				// Clients hold the descriptors their backends need:
 				// accept no more until some are free.
-				w.pauseAccept(err.(unix.Errno))
+				w.pauseAccept(PauseBackend, err.(unix.Errno))
 			}
 			continue
 		}

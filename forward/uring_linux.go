@@ -599,7 +599,7 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 		w.acceptArmed[i] = false
 		switch -res {
 		case int32(unix.EMFILE), int32(unix.ENFILE), int32(unix.ENOBUFS), int32(unix.ENOMEM):
-			w.pauseAccept(unix.Errno(-res))
+			w.pauseAccept(PauseAccept, unix.Errno(-res))
 		}
 	}
 	if res >= 0 {
@@ -616,7 +616,7 @@ func (w *uworker) handleAccept(i int, cqe ring.CQE) {
 			w.s.Log.Warnf("Failed to accept connection, ignoring: %s", ErrnoString(unix.Errno(-res)))
 			if !cqe.More() {
 				// It may fail again at once: do not re-arm in a loop.
-				w.pauseAccept(unix.Errno(-res))
+				w.pauseAccept(PauseAccept, unix.Errno(-res))
 			}
 		}
 	}
@@ -662,7 +662,7 @@ func (w *uworker) checkDescriptors() {
 	open := w.s.Tracker.Open()
 	switch {
 	case open >= w.fdCap:
-		w.pauseAccept(0)
+		w.pauseAccept(PauseFull, 0)
 	case !w.careful && open >= w.fdCap-careMargin:
 		w.careful = true
 		w.cancelAccepts()
@@ -671,10 +671,10 @@ func (w *uworker) checkDescriptors() {
 	}
 }
 
-// pauseAccept stops accepting for AcceptPause after running out of file
-// descriptors or memory (err), or reaching the connections the descriptor
-// limit leaves room for (0).
-func (w *uworker) pauseAccept(err unix.Errno) {
+// pauseAccept stops accepting for AcceptPause after a call failed for want
+// of file descriptors or memory, or on reaching the connections the
+// descriptor limit leaves room for (see AcceptPauseText).
+func (w *uworker) pauseAccept(failed string, err unix.Errno) {
 	if w.acceptPaused {
 		return
 	}
@@ -682,7 +682,7 @@ func (w *uworker) pauseAccept(err unix.Errno) {
 	now := w.now()
 	if w.lastPauseLog == 0 || now-w.lastPauseLog >= int64(time.Second) {
 		w.lastPauseLog = now
-		w.s.Log.Warnf("%s", AcceptPauseText(err, w.s.Tracker.Open()))
+		w.s.Log.Warnf("%s", AcceptPauseText(failed, err, w.s.Tracker.Open()))
 	}
 	w.acceptTS = ring.NewTimespec(AcceptPause)
 	s := w.sqe()
