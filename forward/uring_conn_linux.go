@@ -78,6 +78,9 @@ type uconn struct {
 	lastErr   error
 	backoffOn bool
 	watching  bool // a poll watches the client during the connect phase
+	// clientEnded: the client half-closed during the connect phase and is
+	// in the worker's epoll set instead (watchEndedClient).
+	clientEnded bool
 
 	ln         int   // listener index
 	lastActive int64 // worker clock when a byte last moved
@@ -112,6 +115,7 @@ func (w *uworker) startConn(fd, ln int) {
 	c.client, c.backend = fd, -1
 	c.dirs = [2]udir{}
 	c.addrs, c.next, c.lastErr, c.backoff, c.backoffOn = nil, 0, nil, BackoffMin, false
+	c.clientEnded = false
 	c.ln, c.lastActive, c.sentUp, c.sentDown, c.end, c.endErr = ln, w.clock, 0, 0, EndClosed, 0
 	w.s.Opened(w.ctr, &c.rec, fd, ln)
 	w.live++
@@ -134,7 +138,7 @@ func (w *uworker) startConn(fd, ln int) {
 // must be let go, not retried for the connect timeout. A connect that
 // succeeds at once, the common case, needs no watch.
 func (w *uworker) watchClient(c *uconn) {
-	if c.watching {
+	if c.watching || c.clientEnded {
 		return
 	}
 	c.watching = true
@@ -307,6 +311,11 @@ func (w *uworker) connected(c *uconn) {
 	c.state = ustateOpen
 	c.addrs = nil
 	c.lastActive = w.clock
+	if c.clientEnded {
+		// Out of the set, where endWatch may put it again.
+		_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_DEL, c.client, nil)
+		c.clientEnded = false
+	}
 	if c.watching {
 		s := w.sqe()
 		s.PrepCancel(w.ud(opClientWatch, c), 0)
@@ -799,8 +808,27 @@ func (w *uworker) watchQueued() {
 // before: the reset is found at the next send.
 func (w *uworker) endWatch(c *uconn, d int) {
 	src, _ := c.fds(d)
-	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<1) | int32(d)}
-	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, src, &w.endEv)
+	w.addEnded(c, src, d)
+}
+
+// endedClient tags the client of a connection still connecting in the
+// worker's epoll set; 0 and 1 are directions.
+const endedClient = 2
+
+// watchEndedClient watches, in the worker's epoll set, a client that
+// half-closed while its backend was being connected: a poll of it would
+// complete at once (the kernel adds POLLRDHUP to every io_uring poll), and
+// a reset after the half-close must still let the client go.
+func (w *uworker) watchEndedClient(c *uconn) {
+	c.clientEnded = true
+	w.addEnded(c, c.client, endedClient)
+}
+
+// addEnded puts fd in the worker's epoll set of ended sockets, tagged with
+// c's slot and generation and what it is (a direction, endedClient).
+func (w *uworker) addEnded(c *uconn, fd, tag int) {
+	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<2) | int32(tag)}
+	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, fd, &w.endEv)
 }
 
 // armEndWatch polls the epoll set of ended sources, multishot.
@@ -836,17 +864,26 @@ func (w *uworker) handleEndWatch(cqe ring.CQE) {
 			return
 		}
 		for _, ev := range w.endEvents[:n] {
-			slot, gen, d := uint32(ev.Fd), uint32(ev.Pad)>>1, int(ev.Pad&1)
+			slot, gen, tag := uint32(ev.Fd), uint32(ev.Pad)>>2, int(ev.Pad&3)
 			if int(slot) >= len(w.conns) {
 				continue
 			}
 			c := w.conns[slot]
-			if c == nil || c.gen != gen || c.state != ustateOpen || c.closing || ev.Events&unix.EPOLLERR == 0 {
+			if c == nil || c.gen != gen || c.closing {
 				continue
 			}
-			src, _ := c.fds(d)
-			if soerr, err := unix.GetsockoptInt(src, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
-				w.abort(c, d, unix.Errno(soerr))
+			failed, hungUp := ev.Events&unix.EPOLLERR != 0, ev.Events&unix.EPOLLHUP != 0
+			switch {
+			case tag == endedClient && c.clientEnded && c.state != ustateOpen:
+				if ClientLeft(c.client, failed, hungUp) {
+					c.end = EndClientGone
+					w.release(c) // the client gave up while we connected
+				}
+			case tag != endedClient && c.state == ustateOpen && failed:
+				src, _ := c.fds(tag)
+				if soerr, err := unix.GetsockoptInt(src, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
+					w.abort(c, tag, unix.Errno(soerr))
+				}
 			}
 		}
 		if n < len(w.endEvents) {

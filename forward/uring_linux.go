@@ -541,14 +541,18 @@ func (w *uworker) dispatch(cqe ring.CQE) {
 		// to every io_uring poll). Only an error, or a hang-up with
 		// nothing left to read, means the client has gone: a Unix client
 		// that closed after sending hangs up with its bytes still to be
-		// forwarded. Otherwise watching ends, as a new poll would
-		// complete at once, and the bytes and the end of the stream wait
-		// for the backend.
+		// forwarded. Otherwise the bytes and the end of the stream wait
+		// for the backend, and a client that half-closed is watched on
+		// in the worker's epoll set, as a new poll would complete at once.
 		c.watching = false
-		if res := cqe.Res(); res > 0 && c.state != ustateOpen && !c.closing &&
-			ClientLeft(c.client, res&unix.POLLERR != 0, res&unix.POLLHUP != 0) {
+		res := cqe.Res()
+		switch {
+		case res <= 0 || c.state == ustateOpen || c.closing:
+		case ClientLeft(c.client, res&unix.POLLERR != 0, res&unix.POLLHUP != 0):
 			c.end = EndClientGone
 			w.release(c) // the client gave up while we connected
+		case res&unix.POLLRDHUP != 0:
+			w.watchEndedClient(c) // it may still reset
 		}
 	case opLinkTimeout, opCancel:
 	}

@@ -285,6 +285,37 @@ func TestUringStateWatchConnecting(t *testing.T) {
 	}
 }
 
+// TestUringStateClientEndsWhileConnecting: a client that half-closes while
+// its backend connect is in flight is kept (its end of stream waits for
+// the backend) and watched on in the worker's epoll set, so a reset after
+// the half-close still lets it go; one whose backend connects leaves the
+// set.
+func TestUringStateClientEndsWhileConnecting(t *testing.T) {
+	w := newStateWorker(t, "127.0.0.1:9", 5*time.Second)
+	resets, peer := newStateConn(t, w)
+	connects, _ := newStateConn(t, w)
+	w.dispatch(ring.NewCQE(ring.PackUserData(opWatchLater, 0, 0), -int32(unix.ETIME), 0))
+	for _, c := range []*uconn{resets, connects} {
+		w.feed(c, opClientWatch, unix.POLLRDHUP, 0) // half-closed
+		if c.closing || c.watching || !c.clientEnded {
+			t.Fatalf("after a half-close while connecting: closing %v, watching %v, in the epoll set %v; want kept, in the set", c.closing, c.watching, c.clientEnded)
+		}
+	}
+	connect(w, connects)
+	if err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_DEL, connects.client, nil); err != unix.ENOENT || connects.clientEnded {
+		t.Fatalf("a client whose backend connected is still in the epoll set (epoll_ctl DEL: %v)", err)
+	}
+	// A reset: the client's peer closes with bytes unread.
+	if _, err := unix.Write(resets.client, []byte("unread")); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(peer)
+	w.dispatch(ring.NewCQE(ring.PackUserData(opEndWatch, 0, 0), unix.POLLIN, ring.CQEFMore))
+	if !resets.closing || resets.end != EndClientGone {
+		t.Fatalf("after a reset following the half-close: closing %v, end %v; want it let go", resets.closing, resets.end)
+	}
+}
+
 // TestUringStatePipelined: the next recv is armed with the send, bytes
 // that arrive while a send is in flight wait in a second buffer, and no
 // third is taken; order and half-close wait for the sends.

@@ -71,6 +71,7 @@ var cases = []struct {
 	{"BackendStartsLate", testBackendStartsLate},
 	{"ClientGivesUpWhileConnecting", testClientGivesUp},
 	{"ClientGivesUpWhileConnectPending", testClientGivesUpPending},
+	{"ClientHalfClosesThenGivesUpWhileConnectPending", testClientHalfClosesThenGivesUp},
 	{"UnixBackendBacklogFull", testUnixBacklogFull},
 	{"UnixClientSendsAndLeaves", testUnixClientSendsAndLeaves},
 	{"UnixClientSendsAndLeavesWhileRetrying", testUnixClientLeavesWhileRetrying},
@@ -765,17 +766,24 @@ func testBackendStartsLate(t *testing.T, h Harness) {
 // testClientGivesUp: a client that resets while the proxy keeps retrying
 // its backend is let go at once, not after the connect timeout.
 func testClientGivesUp(t *testing.T, h Harness) {
-	clientGivesUp(t, h, unusedAddr(t))
+	clientGivesUp(t, h, unusedAddr(t), false)
 }
 
 // testClientGivesUpPending is testClientGivesUp with the backend's connect
 // in flight, not refused: its accept queue is full, so its SYNs go
 // unanswered.
 func testClientGivesUpPending(t *testing.T, h Harness) {
-	clientGivesUp(t, h, fullBacklog(t, "tcp4", "127.0.0.1:0"))
+	clientGivesUp(t, h, fullBacklog(t, "tcp4", "127.0.0.1:0"), false)
 }
 
-func clientGivesUp(t *testing.T, h Harness, target string) {
+// testClientHalfClosesThenGivesUp: a client that half-closes (its request
+// is whole) is kept while the connect is pending, and one that then
+// resets is let go all the same.
+func testClientHalfClosesThenGivesUp(t *testing.T, h Harness) {
+	clientGivesUp(t, h, fullBacklog(t, "tcp4", "127.0.0.1:0"), true)
+}
+
+func clientGivesUp(t *testing.T, h Harness, target string, halfClose bool) {
 	addr, f := frontend(t)
 	p := h.Start(t, []*os.File{f}, target, Options{ConnectTimeout: time.Hour, LogConnections: true})
 	c := dial(t, addr).(*net.TCPConn)
@@ -783,6 +791,9 @@ func clientGivesUp(t *testing.T, h Harness, target string) {
 		n, err := SocketsWithPeer(p.Pid(), c.LocalAddr().String())
 		return err == nil && n == 1
 	})
+	if halfClose {
+		closeWrite(c)
+	}
 	time.Sleep(200 * time.Millisecond) // retrying, or waiting for the connect, by now
 	const gone = "client left while connecting"
 	if strings.Contains(p.Log(), gone) {
