@@ -719,24 +719,43 @@ func TestConnectionLimitExact(t *testing.T) {
 	}
 }
 
-// TestUnnamedSocketIsUnknown: a socket passed without LISTEN_FDNAMES is
-// called "unknown", as sd_listen_fds_with_names(3) calls it, so
-// --target=unknown=… gives it a target.
+// TestUnnamedSocketIsUnknown: a socket passed without a name is called
+// "unknown", as sd_listen_fds_with_names(3) calls it, so
+// --target=unknown=… gives it a target: with no LISTEN_FDNAMES at all, and
+// with an empty entry or one missing from a list shorter than the sockets
+// (which libsystemd refuses, and v252, ignoring names, takes).
 func TestUnnamedSocketIsUnknown(t *testing.T) {
-	b := opsServe(t, opsEcho)
-	front, f := opsListen(t)
-	opsStart(t, proxytest.Activated{Path: binPath, Args: []string{"--target=unknown=" + b.addr()}, Listeners: []*os.File{f}})
-	c, err := net.DialTimeout("tcp", front.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, "who am I"); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.(*net.TCPConn).CloseWrite()
-	if got, err := io.ReadAll(c); err != nil || string(got) != "who am I" {
-		t.Fatalf("got %q, %v; want the echo through --target=unknown=", got, err)
+	named := opsServe(t, func(c net.Conn) { _, _ = io.WriteString(c, "named") })
+	unknown := opsServe(t, func(c net.Conn) { _, _ = io.WriteString(c, "unknown") })
+	for _, tc := range []struct {
+		names []string
+		want  []string
+	}{
+		{nil, []string{"unknown"}},
+		{[]string{"web", ""}, []string{"named", "unknown", "unknown"}},
+	} {
+		var files []*os.File
+		var addrs []string
+		for range tc.want {
+			l, f := opsListen(t)
+			files, addrs = append(files, f), append(addrs, l.Addr().String())
+		}
+		args := []string{"--target=unknown=" + unknown.addr()}
+		if len(tc.names) > 0 {
+			args = append(args, "--target=web="+named.addr())
+		}
+		opsStart(t, proxytest.Activated{Path: binPath, Names: tc.names, Listeners: files, Args: args})
+		for i, addr := range addrs {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			got, err := io.ReadAll(c)
+			c.Close()
+			if err != nil || string(got) != tc.want[i] {
+				t.Errorf("LISTEN_FDNAMES %q, socket %d: got %q, %v; want %q", strings.Join(tc.names, ":"), i, got, err, tc.want[i])
+			}
+		}
 	}
 }
