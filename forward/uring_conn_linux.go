@@ -446,7 +446,7 @@ func (w *uworker) handleRecv(c *uconn, d int, cqe ring.CQE) {
 			dir.bulk = true
 		} else if !w.toSplice(c, d) {
 			dir.bufferless = false
-			w.starved = append(w.starved, dirRef{c, c.gen, d})
+			w.starved = append(w.starved, dirRef{c, c.gen, int32(d)})
 		}
 	case res < 0:
 		w.abort(c, d, unix.Errno(-res)) // the source failed
@@ -580,7 +580,7 @@ func (w *uworker) pump(c *uconn, d int) {
 				if w.bufsOut < w.bufsLent || w.growBufs() {
 					w.armRecv(c, d, false)
 				} else {
-					w.starved = append(w.starved, dirRef{c, c.gen, d})
+					w.starved = append(w.starved, dirRef{c, c.gen, int32(d)})
 				}
 				return
 			}
@@ -614,7 +614,7 @@ func (w *uworker) pump(c *uconn, d int) {
 	}
 	if !dir.queued {
 		dir.queued = true
-		w.runq = append(w.runq, dirRef{c, c.gen, d})
+		w.runq = append(w.runq, dirRef{c, c.gen, int32(d)})
 	}
 }
 
@@ -685,7 +685,7 @@ func (w *uworker) runQueued() int {
 	for _, r := range q {
 		r.c.dirs[r.d].queued = false
 		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing && r.c.dirs[r.d].splice {
-			w.pump(r.c, r.d)
+			w.pump(r.c, int(r.d))
 		}
 	}
 	w.runqNext = q[:0]
@@ -712,7 +712,7 @@ func (w *uworker) retryStarved() {
 	w.starved = w.spare[:0]
 	for _, r := range starved {
 		if r.c.gen == r.gen && r.c.state == ustateOpen && !r.c.closing {
-			w.armRecv(r.c, r.d, false)
+			w.armRecv(r.c, int(r.d), false)
 		}
 	}
 	w.spare = starved[:0]
@@ -762,7 +762,7 @@ const watchDelay = 50 * time.Millisecond
 // of c's client while it connects (d < 0), or of direction d's source,
 // which has ended.
 func (w *uworker) watchLater(c *uconn, d int) {
-	w.watchQueue = append(w.watchQueue, dirRef{c, c.gen, d})
+	w.watchQueue = append(w.watchQueue, dirRef{c, c.gen, int32(d)})
 	if w.watchArmed || w.stopping.Load() {
 		return
 	}
@@ -776,19 +776,18 @@ func (w *uworker) watchLater(c *uconn, d int) {
 // state they were queued in.
 func (w *uworker) watchQueued() {
 	w.watchArmed = false
-	list := w.watchQueue
-	w.watchQueue = w.watchSpare[:0]
-	for _, r := range list {
+	// Arming a watch queues none, so the list is reused in place.
+	for _, r := range w.watchQueue {
 		c := r.c
 		switch {
 		case c.gen != r.gen || c.closing:
 		case r.d < 0 && c.state == ustateConnecting:
 			w.watchClient(c)
 		case r.d >= 0 && c.state == ustateOpen:
-			w.endWatch(c, r.d)
+			w.endWatch(c, int(r.d))
 		}
 	}
-	w.watchSpare = list[:0]
+	w.watchQueue = w.watchQueue[:0]
 }
 
 // endWatch watches direction d's source, which has ended, while the

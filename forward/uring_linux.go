@@ -171,7 +171,6 @@ type uworker struct {
 	// watchQueue lists the watches to arm at the next watchQueued, if
 	// their connections are still where they were (watchLater).
 	watchQueue []dirRef
-	watchSpare []dirRef
 	watchArmed bool
 	watchTS    ring.Timespec
 	epoch      time.Time
@@ -221,10 +220,12 @@ type uworker struct {
 	wakeBuf   [8]byte
 }
 
+// dirRef names direction d of one life of a connection in the worker's
+// lists; 16 bytes, as a burst of connections queues one each.
 type dirRef struct {
 	c   *uconn
 	gen uint32
-	d   int
+	d   int32
 }
 
 func (w *uworker) setup() error {
