@@ -287,24 +287,22 @@ func testForwardAbstract(t *testing.T, h Harness) {
 	roundTrip(t, addr, []byte("hello over an abstract socket"))
 }
 
-func testForwardHostName(t *testing.T, h Harness) {
-	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
-	serve(t, bl, echo)
-	addr, f := frontend(t)
-	// localhost may resolve to ::1 first, where nothing listens: the
-	// proxy must go on to the next address.
-	h.Start(t, []*os.File{f}, fmt.Sprintf("localhost:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
-	roundTrip(t, addr, []byte("hello by name"))
-}
+// testForwardHostName: localhost may resolve to ::1 first, where nothing
+// listens: the proxy must go on to the next address.
+func testForwardHostName(t *testing.T, h Harness) { forwardToHost(t, h, "localhost") }
 
 // testForwardShortIPv4: the other numeric forms of an IPv4 address that
 // getaddrinfo takes (inet_aton's) are addresses, not host names.
-func testForwardShortIPv4(t *testing.T, h Harness) {
+func testForwardShortIPv4(t *testing.T, h Harness) { forwardToHost(t, h, "127.1") }
+
+// forwardToHost makes a round trip to an echo backend on 127.0.0.1 through
+// a proxy whose target is host and the backend's port.
+func forwardToHost(t *testing.T, h Harness, host string) {
 	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
 	serve(t, bl, echo)
 	addr, f := frontend(t)
-	h.Start(t, []*os.File{f}, fmt.Sprintf("127.1:%d", bl.Addr().(*net.TCPAddr).Port), Options{})
-	roundTrip(t, addr, []byte("hello by 127.1"))
+	h.Start(t, []*os.File{f}, fmt.Sprintf("%s:%d", host, bl.Addr().(*net.TCPAddr).Port), Options{})
+	roundTrip(t, addr, []byte("hello by "+host))
 }
 
 func testMixedListeners(t *testing.T, h Harness) {
