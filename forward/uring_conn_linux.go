@@ -791,12 +791,12 @@ func (w *uworker) watchQueued() {
 }
 
 // endWatch watches direction d's source, which has ended, while the
-// connection stays half-open (from watchQueued). Nothing reads
-// it any more, and the other direction writes to it only when its own
-// source sends: a reset of this peer would go unnoticed for as long as the
-// other peer stays silent, holding the connection (against -c, and the
-// idle exit) and never reaching that peer, where the epoll engine passes
-// it on at once.
+// connection stays half-open (from watchQueued). Nothing reads it any
+// more, and the other direction writes to it only when its own source
+// sends: a reset of this peer would go unnoticed for as long as the other
+// peer stays silent, holding the connection (against -c, and the idle
+// exit) and never reaching that peer, where the epoll engine passes it on
+// at once.
 //
 // The watch is the worker's epoll set, not an io_uring poll: the kernel
 // adds POLLRDHUP to every io_uring poll, and an ended source has it

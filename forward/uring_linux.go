@@ -221,7 +221,8 @@ type uworker struct {
 }
 
 // dirRef names direction d of one life of a connection in the worker's
-// lists; 16 bytes, as a burst of connections queues one each.
+// lists (in watchQueue, d < 0 names its client); 16 bytes, as a burst of
+// connections queues one each.
 type dirRef struct {
 	c   *uconn
 	gen uint32
