@@ -54,6 +54,7 @@ type udir struct {
 	inPipe             int
 	srcReady, dstReady bool // readiness learnt from polls, cleared on EAGAIN
 	pollIn, pollOut    bool // a poll is armed on the source, on the sink
+	sinkWatched        bool // the worker's epoll set waits for the sink (watchSink)
 	queued             bool // in the worker's run queue
 }
 
@@ -622,7 +623,7 @@ func (w *uworker) pump(c *uconn, d int) {
 func (w *uworker) poll(c *uconn, d int, in bool) {
 	dir := &c.dirs[d]
 	src, dst := c.fds(d)
-	if (in && dir.pollIn) || (!in && dir.pollOut) {
+	if (in && dir.pollIn) || (!in && (dir.pollOut || dir.sinkWatched)) {
 		return
 	}
 	s := w.sqe()
@@ -663,10 +664,31 @@ func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
 	}
 	if in {
 		dir.srcReady = true
+	} else if res&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) == 0 {
+		// Only POLLRDHUP, which the kernel adds to every io_uring poll:
+		// the sink's peer has half-closed, and stays so. Polling again
+		// would complete at once, in a loop, while the sink is full.
+		w.watchSink(c, d)
+		return
 	} else {
 		dir.dstReady = true
 	}
 	w.pump(c, d)
+}
+
+// watchSink waits, in the worker's epoll set, for direction d's sink to
+// become writable or fail: an io_uring poll of a socket whose peer has
+// half-closed completes at once (handlePoll). The sink is then the ended
+// source of the other direction, which may be in the set already: its
+// entry becomes this one, which reports errors too, and is turned back
+// into an end watch once the sink is writable (handleEndWatch).
+func (w *uworker) watchSink(c *uconn, d int) {
+	_, dst := c.fds(d)
+	c.dirs[d].sinkWatched = true
+	w.endEv = unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(sinkOf0+d)}
+	if err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, dst, &w.endEv); err == unix.EEXIST {
+		_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, dst, &w.endEv)
+	}
 }
 
 // runQueued gives splice directions that used up their turn another one,
@@ -810,9 +832,13 @@ func (w *uworker) endWatch(c *uconn, d int) {
 	w.addEnded(c, src, d)
 }
 
-// endedClient tags the client of a connection still connecting in the
-// worker's epoll set; 0 and 1 are directions.
-const endedClient = 2
+// Tags of the worker's epoll set besides 0 and 1, the ended source of
+// that direction: the client of a connection still connecting, and the
+// sink of direction 0 or 1 (sinkOf0+d) waited for by watchSink.
+const (
+	endedClient = 2
+	sinkOf0     = 3
+)
 
 // watchEndedClient watches, in the worker's epoll set, a client that
 // half-closed while its backend was being connected: a poll of it would
@@ -826,8 +852,14 @@ func (w *uworker) watchEndedClient(c *uconn) {
 // addEnded puts fd in the worker's epoll set of ended sockets, tagged with
 // c's slot and generation and what it is (a direction, endedClient).
 func (w *uworker) addEnded(c *uconn, fd, tag int) {
-	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<2) | int32(tag)}
-	_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, fd, &w.endEv)
+	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(tag)}
+	err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, fd, &w.endEv)
+	if err == unix.EEXIST && tag < endedClient && !c.dirs[1-tag].sinkWatched {
+		// The entry of a sink watch that is over: an end watch now. (One
+		// still waiting reports errors too, and becomes an end watch
+		// once the sink is writable.)
+		_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, fd, &w.endEv)
+	}
 }
 
 // armEndWatch polls the epoll set of ended sources, multishot.
@@ -863,7 +895,7 @@ func (w *uworker) handleEndWatch(cqe ring.CQE) {
 			return
 		}
 		for _, ev := range w.endEvents[:n] {
-			slot, gen, tag := uint32(ev.Fd), uint32(ev.Pad)>>2, int(ev.Pad&3)
+			slot, gen, tag := uint32(ev.Fd), uint32(ev.Pad)>>3, int(ev.Pad&7)
 			if int(slot) >= len(w.conns) {
 				continue
 			}
@@ -878,7 +910,20 @@ func (w *uworker) handleEndWatch(cqe ring.CQE) {
 					c.end = EndClientGone
 					w.release(c) // the client gave up while we connected
 				}
-			case tag != endedClient && c.state == ustateOpen && failed:
+			case tag >= sinkOf0 && c.state == ustateOpen:
+				d := tag - sinkOf0
+				dir := &c.dirs[d]
+				dir.sinkWatched = false
+				dir.dstReady = true // or failed: the splice says which
+				if c.dirs[1-d].shut {
+					// The sink is the other direction's ended source:
+					// watched for a reset again.
+					w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(1-d)}
+					_, dst := c.fds(d)
+					_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, dst, &w.endEv)
+				}
+				w.pump(c, d)
+			case tag < endedClient && c.state == ustateOpen && failed:
 				src, _ := c.fds(tag)
 				if soerr, err := unix.GetsockoptInt(src, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
 					w.abort(c, tag, unix.Errno(soerr))

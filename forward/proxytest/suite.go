@@ -64,6 +64,7 @@ var cases = []struct {
 	{"ManyConnectionsExchanging", testManyExchanging},
 	{"HalfCloseFromClient", testHalfCloseClient},
 	{"HalfCloseFromBackend", testHalfCloseBackend},
+	{"BackendHalfClosesAndStopsReading", testBackendHalfClosedFull},
 	{"ResetFromClient", testResetFromClient},
 	{"ResetFromBackend", testResetFromBackend},
 	{"ResetAfterHalfClose", testResetAfterHalfClose},
@@ -659,6 +660,64 @@ func testResetFromBackend(t *testing.T, h Harness) {
 	_, err := io.ReadAll(c)
 	if !isReset(err) {
 		t.Fatalf("client read ended with %v, want a connection reset", err)
+	}
+}
+
+// testBackendHalfClosedFull: a backend that half-closes and then reads
+// nothing for a while, while the client sends more than the sockets
+// hold, leaves the proxy waiting without using a CPU (its half-close
+// stays visible on the full socket the proxy writes to), and every byte
+// arrives once the backend reads.
+func testBackendHalfClosedFull(t *testing.T, h Harness) {
+	read := make(chan struct{})
+	got := make(chan int64, 1)
+	bl, _ := listen(t, "tcp4", "127.0.0.1:0")
+	serve(t, bl, func(c net.Conn) {
+		closeWrite(c)
+		<-read
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	})
+	addr, f := frontend(t)
+	p := h.Start(t, []*os.File{f}, bl.Addr().String(), Options{})
+	c := dial(t, addr)
+	if _, err := io.ReadAll(c); err != nil { // the backend's end, passed on
+		t.Fatal(err)
+	}
+	// Write until every buffer on the way is full.
+	var sent int64
+	chunk := make([]byte, 256<<10)
+	for {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		n, err := c.Write(chunk)
+		sent += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	before, err := ReadUsage(p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	after, err := ReadUsage(p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ticks := after.CPUTicks - before.CPUTicks; ticks > 30 {
+		t.Errorf("the proxy used %d CPU ticks in the second it waited for a full backend (a CPU is 100)", ticks)
+	}
+	close(read)
+	_ = c.SetWriteDeadline(time.Time{})
+	closeWrite(c)
+	select {
+	case n := <-got:
+		if n != sent {
+			t.Fatalf("backend got %d bytes, the client sent %d", n, sent)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the backend never got the client's end")
 	}
 }
 
