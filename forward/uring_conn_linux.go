@@ -685,9 +685,8 @@ func (w *uworker) handlePoll(c *uconn, d int, in bool, res int32) {
 func (w *uworker) watchSink(c *uconn, d int) {
 	_, dst := c.fds(d)
 	c.dirs[d].sinkWatched = true
-	w.endEv = unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(sinkOf0+d)}
-	if err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, dst, &w.endEv); err == unix.EEXIST {
-		_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, dst, &w.endEv)
+	if err := w.ctlEnded(unix.EPOLL_CTL_ADD, c, dst, sinkOf0+d, unix.EPOLLOUT); err == unix.EEXIST {
+		_ = w.ctlEnded(unix.EPOLL_CTL_MOD, c, dst, sinkOf0+d, unix.EPOLLOUT)
 	}
 }
 
@@ -852,14 +851,21 @@ func (w *uworker) watchEndedClient(c *uconn) {
 // addEnded puts fd in the worker's epoll set of ended sockets, tagged with
 // c's slot and generation and what it is (a direction, endedClient).
 func (w *uworker) addEnded(c *uconn, fd, tag int) {
-	w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(tag)}
-	err := unix.EpollCtl(w.endfd, unix.EPOLL_CTL_ADD, fd, &w.endEv)
+	err := w.ctlEnded(unix.EPOLL_CTL_ADD, c, fd, tag, 0)
 	if err == unix.EEXIST && tag < endedClient && !c.dirs[1-tag].sinkWatched {
 		// The entry of a sink watch that is over: an end watch now. (One
 		// still waiting reports errors too, and becomes an end watch
 		// once the sink is writable.)
-		_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, fd, &w.endEv)
+		_ = w.ctlEnded(unix.EPOLL_CTL_MOD, c, fd, tag, 0)
 	}
+}
+
+// ctlEnded adds fd to the worker's epoll set, or changes its entry (op),
+// one-shot, for events besides errors and hang-ups, tagged with c's slot
+// and generation and what it is; handleEndWatch reads the tag back.
+func (w *uworker) ctlEnded(op int, c *uconn, fd, tag int, events uint32) error {
+	w.endEv = unix.EpollEvent{Events: events | unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(tag)}
+	return unix.EpollCtl(w.endfd, op, fd, &w.endEv)
 }
 
 // armEndWatch polls the epoll set of ended sources, multishot.
@@ -918,9 +924,8 @@ func (w *uworker) handleEndWatch(cqe ring.CQE) {
 				if c.dirs[1-d].shut {
 					// The sink is the other direction's ended source:
 					// watched for a reset again.
-					w.endEv = unix.EpollEvent{Events: unix.EPOLLONESHOT, Fd: int32(c.slot), Pad: int32(c.gen<<3) | int32(1-d)}
 					_, dst := c.fds(d)
-					_ = unix.EpollCtl(w.endfd, unix.EPOLL_CTL_MOD, dst, &w.endEv)
+					_ = w.ctlEnded(unix.EPOLL_CTL_MOD, c, dst, 1-d, 0)
 				}
 				w.pump(c, d)
 			case tag < endedClient && c.state == ustateOpen && failed:
